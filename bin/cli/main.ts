@@ -1,0 +1,164 @@
+/**
+ * pluginctl: install, roll back, uninstall and list plugins on embedded (local) workspaces, by
+ * running the same workflows and handlers as the AWS deployment. Commands, flags, exit codes and
+ * the --json shape are a contract (README, "pluginctl").
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { localDepsFromEnv, type LocalDeps } from '../../lambdas/commons/local-deps.ts';
+import { PluginError } from '../../lambdas/core/errors.ts';
+import { executionName } from '../../lambdas/core/execution-name.ts';
+import { assertPluginName, assertSha256, assertWorkspaceId } from '../../lambdas/core/names.ts';
+import { assertRuntime, RUNTIMES, type Runtime } from '../../lambdas/core/runtimes.ts';
+import { newStamp } from '../../lambdas/core/stamp.ts';
+import { listPlugins } from '../../lambdas/core/steps/list-plugins.ts';
+import type { InstallPlan } from '../../lambdas/core/steps/step-payloads.ts';
+import { EXIT, statusOfError } from './exit-codes.ts';
+import { pluginNameHint } from './name-hint.ts';
+import { runOperation, type OperationReport } from './run-operation.ts';
+
+interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+function retryDelayFromEnv(): number | undefined {
+  const v = process.env.PLUGINCTL_RETRY_DELAY_MS;
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+
+async function liveDescription(deps: LocalDeps, workspace: string, plugin: string): Promise<Pick<OperationReport, 'plugin' | 'version' | 'sha256'>> {
+  const listing = await listPlugins(deps, workspace);
+  const live = listing.plugins.find((p) => p.name === plugin);
+  return { plugin, version: live?.version ?? null, sha256: live?.sha256 ?? null };
+}
+
+/** Reports a refusal that happens before any workflow starts (usage, names, workspace). */
+function refuse(io: Io, json: boolean, err: PluginError, fields: Partial<OperationReport> = {}): number {
+  const mapped = statusOfError(err.code);
+  if (json) {
+    const report = { status: mapped.status, workspace: null, plugin: null, version: null, sha256: null, stamp: null, execution: null, steps: [], ...fields, error: err.toJSON() };
+    io.out(JSON.stringify(report) + '\n');
+  } else {
+    io.err(`pluginctl: ${err.message}\n${err.hint ? `  hint: ${err.hint}\n` : ''}`);
+  }
+  return mapped.exit;
+}
+
+export async function main(argv: string[], io: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) }): Promise<number> {
+  const json = argv.includes('--json');
+  let exitCode: number = EXIT.ok;
+  const program = new Command('pluginctl')
+    .description('Atomic, reversible plugin installs into workspaces (embedded mode: no AWS account needed).\nState lives under $PLUGINCTL_HOME (default ./.pluginctl).')
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err, outputError: (text) => (json ? undefined : io.err(text)) })
+    .showHelpAfterError(!json);
+
+  program
+    .command('install')
+    .description('install a plugin: a directory, a .tar.gz, or local://name[@version] from the catalog')
+    .argument('<source>', 'plugin directory, .tar.gz file, or local://name[@version]')
+    .requiredOption('--workspace <id>', 'workspace to install into (created on first use)')
+    .addOption(new Option('--runtime <rt>', 'workspace runtime, used when the workspace is created').choices([...RUNTIMES]))
+    .option('--sha256 <hex>', 'refuse the source unless its tarball has this SHA-256')
+    .option('--json', 'print one JSON object instead of progress lines')
+    .action(async (source: string, opts: { workspace: string; runtime?: string; sha256?: string; json?: boolean }) => {
+      const deps = localDepsFromEnv();
+      const workspace = assertWorkspaceId(opts.workspace);
+      const runtime: Runtime | undefined = opts.runtime ? assertRuntime(opts.runtime) : undefined;
+      const sha256 = opts.sha256 ? assertSha256(opts.sha256.toLowerCase()) : null;
+      const ws = await deps.workspaces.ensure(workspace, runtime);
+      const stamp = newStamp(deps.clock());
+      const execution = executionName(workspace, pluginNameHint(source), stamp);
+      if (!opts.json) io.out(`pluginctl install ${source} → workspace ${workspace} (${ws.runtime})\n`);
+      const { exit } = await runOperation({
+        workflow: 'install',
+        input: { workspace, source, sha256, runtime: runtime ?? null, stamp },
+        executionName: execution,
+        deps,
+        json: Boolean(opts.json),
+        write: io.out,
+        retryDelayMs: retryDelayFromEnv(),
+        describe: async (outputs) => {
+          const plan = (outputs.Prepare as { plan?: InstallPlan } | undefined)?.plan;
+          return { plugin: plan?.plugin ?? null, version: plan?.version ?? null, sha256: plan?.sha256 ?? null };
+        },
+        successLine: (r, ms) =>
+          `installed ${r.plugin} ${r.version} on ${workspace} in ${ms} ms (sha256 ${r.sha256?.slice(0, 12)}…)\n  live: ${deps.hosts(ws).root}/${r.plugin}`,
+      });
+      exitCode = exit;
+    });
+
+  for (const [command, workflow, verb, description] of [
+    ['rollback', 'rollback', 'rolled back', 'restore the newest snapshot of a plugin (run again to undo)'],
+    ['uninstall', 'uninstall', 'uninstalled', 'remove a plugin (kept as a snapshot, so rollback brings it back)'],
+  ] as const) {
+    program
+      .command(command)
+      .description(description)
+      .argument('<name>', 'plugin name')
+      .requiredOption('--workspace <id>', 'workspace')
+      .option('--json', 'print one JSON object instead of progress lines')
+      .action(async (name: string, opts: { workspace: string; json?: boolean }) => {
+        const deps = localDepsFromEnv();
+        const workspace = assertWorkspaceId(opts.workspace);
+        const plugin = assertPluginName(name);
+        const found = await deps.workspaces.lookup(workspace);
+        if (found.status === 'not-found') throw new PluginError('WorkspaceNotFound', `workspace ${workspace} does not exist`, 'install a plugin into it first, or check the id');
+        const stamp = newStamp(deps.clock());
+        if (!opts.json) io.out(`pluginctl ${command} ${plugin} on workspace ${workspace}\n`);
+        const { exit } = await runOperation({
+          workflow,
+          input: { workspace, plugin, stamp },
+          executionName: executionName(workspace, plugin, stamp),
+          deps,
+          json: Boolean(opts.json),
+          write: io.out,
+          retryDelayMs: retryDelayFromEnv(),
+          describe: () => liveDescription(deps, workspace, plugin),
+          successLine: (r, ms) => `${verb} ${plugin} on ${workspace} in ${ms} ms${r.version ? `: live is now ${r.version} (sha256 ${r.sha256?.slice(0, 12)}…)` : ''}`,
+        });
+        exitCode = exit;
+      });
+  }
+
+  program
+    .command('list')
+    .description('list installed plugins with version, sha256, install time and completeness')
+    .requiredOption('--workspace <id>', 'workspace')
+    .option('--json', 'print one JSON object')
+    .action(async (opts: { workspace: string; json?: boolean }) => {
+      const deps = localDepsFromEnv();
+      const workspace = assertWorkspaceId(opts.workspace);
+      const listing = await listPlugins(deps, workspace);
+      if (opts.json) {
+        const plugins = listing.plugins.map(({ name, version, sha256, installedAt, complete }) => ({ name, version, sha256, installedAt, complete }));
+        io.out(JSON.stringify({ workspace, plugins, degraded: listing.degraded }) + '\n');
+        return;
+      }
+      if (listing.degraded) io.out(`(degraded: ${listing.reason ?? 'host unreachable'})\n`);
+      if (listing.plugins.length === 0) {
+        io.out(`no plugins installed on ${workspace}\n`);
+        return;
+      }
+      const rows = [['NAME', 'VERSION', 'COMPLETE', 'INSTALLED', 'SHA256']];
+      for (const p of listing.plugins) {
+        rows.push([p.name, p.version ?? '-', p.complete ? 'yes' : 'NO', p.installedAt ?? '-', p.sha256 ? `${p.sha256.slice(0, 12)}…` : '-']);
+      }
+      const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+      for (const r of rows) io.out(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+    });
+
+  try {
+    await program.parseAsync(argv);
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+      return refuse(io, json, new PluginError('InvalidInput', err.message.replace(/^error: /, ''), 'see pluginctl --help'));
+    }
+    if (err instanceof PluginError) return refuse(io, json, err);
+    throw err;
+  }
+}

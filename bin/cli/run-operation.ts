@@ -1,0 +1,85 @@
+/**
+ * Runs one workflow for the CLI and turns its outcome into the contract: the `--json` object or
+ * a line per step for a person, and the exit code.
+ */
+import { errorFromFailure } from '../../lambdas/core/errors.ts';
+import type { StepDeps } from '../../lambdas/core/steps/step-deps.ts';
+import { runWorkflow, type StepRecord } from '../../lambdas/core/workflow/local-runner.ts';
+import type { WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
+import { EXIT, statusOfError, type OutcomeStatus } from './exit-codes.ts';
+
+export interface OperationReport {
+  status: OutcomeStatus;
+  workspace: string;
+  plugin: string | null;
+  version: string | null;
+  sha256: string | null;
+  stamp: string;
+  execution: string;
+  steps: { name: string; status: string; ms: number }[];
+  error?: { code: string; message: string; hint: string };
+}
+
+export interface OperationRequest {
+  workflow: WorkflowName;
+  input: Record<string, unknown>;
+  executionName: string;
+  deps: StepDeps;
+  json: boolean;
+  write: (text: string) => void;
+  /** Fills plugin/version/sha256 after the run (e.g. from the live marker). */
+  describe: (outputs: Record<string, unknown>, succeeded: boolean) => Promise<Pick<OperationReport, 'plugin' | 'version' | 'sha256'>>;
+  successLine: (report: OperationReport, ms: number) => string;
+  retryDelayMs?: number;
+}
+
+const NAME_WIDTH = 30;
+
+function stepLine(r: StepRecord): string {
+  const mark = r.status === 'succeeded' ? '✓' : '✗';
+  const retries = r.attempts > 1 ? ` (${r.attempts} attempts)` : '';
+  const error = r.status === 'failed' && r.error ? `  ${r.error}` : '';
+  return `  ${mark} ${r.name.padEnd(NAME_WIDTH)} ${String(r.ms).padStart(6)} ms${retries}${error}\n`;
+}
+
+export async function runOperation(req: OperationRequest): Promise<{ report: OperationReport; exit: number }> {
+  const started = Date.now();
+  if (!req.json) req.write(`  execution ${req.executionName}\n`);
+  const outcome = await runWorkflow({
+    workflow: req.workflow,
+    input: req.input,
+    executionName: req.executionName,
+    deps: req.deps,
+    retryDelayMs: req.retryDelayMs,
+    onStepEnd: req.json ? undefined : (r) => req.write(stepLine(r)),
+  });
+  const succeeded = outcome.status === 'SUCCEEDED';
+  const described = await req.describe(outcome.outputs, succeeded).catch(() => ({ plugin: null, version: null, sha256: null }));
+  const report: OperationReport = {
+    status: 'succeeded',
+    workspace: String(req.input.workspace),
+    ...described,
+    stamp: String(req.input.stamp),
+    execution: outcome.executionName,
+    steps: outcome.steps.map((s) => ({ name: s.name, status: s.status, ms: s.ms })),
+  };
+  let exit: number = EXIT.ok;
+  if (!succeeded) {
+    const error = errorFromFailure(outcome.error, outcome.cause);
+    const mapped = statusOfError(error.code);
+    report.status = mapped.status;
+    report.error = error.toJSON();
+    exit = mapped.exit;
+  }
+  const ms = Date.now() - started;
+  if (req.json) {
+    req.write(JSON.stringify(report) + '\n');
+  } else if (succeeded) {
+    req.write(req.successLine(report, ms) + '\n');
+  } else {
+    const what = { refused: 'refused', busy: 'busy', 'rolled-back': 'failed and rolled back (live is as it was)', 'needs-operator': 'FAILED: operator needed', succeeded: '' }[report.status];
+    req.write(`${what}: ${report.error!.code}: ${report.error!.message}\n`);
+    if (report.error!.hint) req.write(`  hint: ${report.error!.hint}\n`);
+  }
+  return { report, exit };
+}

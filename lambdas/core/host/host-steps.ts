@@ -1,0 +1,151 @@
+/**
+ * Typed host operations over any RemoteHost. Each method validates its arguments (again: the
+ * script does too) and returns the script's parsed result line.
+ */
+import type { Readable } from 'node:stream';
+import { assertPluginName, assertSha256, assertStamp, assertVersion, assertExecutionName } from '../names.ts';
+import { PluginError } from '../errors.ts';
+import { interpretHostResult, type HostResult } from './host-result.ts';
+import type { HostOp, HostTarget } from './remote-host.ts';
+
+export interface PluginRef {
+  name: string;
+  stamp: string;
+}
+
+export interface MarkerFields {
+  version: string;
+  sha256: string;
+  execution: string;
+  installedAt: string;
+}
+
+export interface ListedPlugin {
+  name: string;
+  complete: boolean;
+  stamp: string;
+  /** Parsed `.complete`, when present and readable. */
+  marker?: { name?: string; version?: string; sha256?: string; stamp?: string; installedAt?: string; execution?: string };
+}
+
+export interface ListedSnapshot {
+  name: string;
+  stamp: string;
+  pinned: boolean;
+}
+
+export interface SweepRules {
+  /** Stamp-time cutoffs (`YYYYMMDDTHHMMSSZ`): entries minted before them are old. */
+  previousBefore: string;
+  keepNewest: number;
+  stagingBefore: string;
+  failedBefore: string;
+  nowEpochSeconds: number;
+  dryRun: boolean;
+}
+
+export interface SweepReport {
+  dryRun: boolean;
+  deleted: { kind: 'previous' | 'staging' | 'failed' | 'locks'; path: string; bytes: number }[];
+  counts: { previous: number; staging: number; failed: number; locks: number };
+  bytes: number;
+}
+
+const OWNER_TOKEN = /^[A-Za-z0-9._:@+-]{1,128}$/;
+const CUTOFF = /^\d{8}T\d{6}Z$/;
+
+function ref({ name, stamp }: PluginRef): [string, string] {
+  return [assertPluginName(name), assertStamp(stamp)];
+}
+
+export class HostSteps {
+  constructor(readonly target: HostTarget, private readonly timeoutMs?: number) {}
+
+  private async call(op: HostOp, args: string[], stdin?: Readable): Promise<HostResult> {
+    const raw = await this.target.host.run({ op, args: [this.target.root, ...args], stdin, timeoutMs: this.timeoutMs });
+    return interpretHostResult(op, raw);
+  }
+
+  async lock(plugin: PluginRef, owner: string, ownerPid: number, leaseSeconds: number): Promise<{ result: string; expires: number }> {
+    if (!OWNER_TOKEN.test(owner)) throw new PluginError('InvalidInput', `invalid lock owner ${JSON.stringify(owner)}`, 'owners are [A-Za-z0-9._:@+-]{1,128}');
+    const r = await this.call('lock', [...ref(plugin), owner, String(Math.trunc(ownerPid)), String(Math.trunc(leaseSeconds))]);
+    return { result: String(r.result), expires: Number(r.expires) };
+  }
+
+  async unlock(plugin: PluginRef): Promise<string> {
+    return String((await this.call('unlock', ref(plugin))).result);
+  }
+
+  /** Streams the tarball on stdin, or lets the host fetch it from `url` (SSM). */
+  async stage(plugin: PluginRef, sha256: string, stripComponents: 0 | 1, body: { stream: Readable } | { url: string }): Promise<{ result: string; files?: number }> {
+    const args = [...ref(plugin), assertSha256(sha256), this.target.ownerSpec, String(stripComponents)];
+    const r = 'url' in body ? await this.call('stage', [...args, body.url]) : await this.call('stage', args, body.stream);
+    return { result: String(r.result), files: typeof r.files === 'number' ? r.files : undefined };
+  }
+
+  async snapshot(plugin: PluginRef): Promise<string> {
+    return String((await this.call('snapshot', ref(plugin))).result);
+  }
+
+  async swap(plugin: PluginRef): Promise<string> {
+    return String((await this.call('swap', ref(plugin))).result);
+  }
+
+  async mark(plugin: PluginRef, marker: MarkerFields): Promise<string> {
+    const args = [
+      ...ref(plugin),
+      assertVersion(marker.version),
+      assertSha256(marker.sha256),
+      assertExecutionName(marker.execution),
+      marker.installedAt,
+      this.target.ownerSpec,
+    ];
+    return String((await this.call('mark', args)).result);
+  }
+
+  async rollback(plugin: PluginRef): Promise<{ live: string; actions: string[]; lock: string }> {
+    const r = await this.call('rollback', ref(plugin));
+    return { live: String(r.live), actions: (r.actions as string[]) ?? [], lock: String(r.lock) };
+  }
+
+  async restore(plugin: PluginRef): Promise<{ result: string; from?: string }> {
+    const r = await this.call('restore', ref(plugin));
+    return { result: String(r.result), from: typeof r.from === 'string' ? r.from : undefined };
+  }
+
+  async uninstall(plugin: PluginRef): Promise<string> {
+    return String((await this.call('uninstall', ref(plugin))).result);
+  }
+
+  async list(): Promise<{ plugins: ListedPlugin[]; previous: ListedSnapshot[] }> {
+    const r = await this.call('list', []);
+    const plugins = (r.plugins as { name: string; complete: boolean; stamp: string; marker: string }[]).map((p) => {
+      const item: ListedPlugin = { name: p.name, complete: p.complete, stamp: p.stamp };
+      if (p.marker) {
+        try {
+          item.marker = JSON.parse(Buffer.from(p.marker, 'base64').toString('utf8')) as ListedPlugin['marker'];
+        } catch {
+          // An unreadable marker is reported as incomplete content, not as a failure to list.
+          item.complete = false;
+        }
+      }
+      return item;
+    });
+    return { plugins, previous: r.previous as ListedSnapshot[] };
+  }
+
+  async sweep(rules: SweepRules): Promise<SweepReport> {
+    for (const cutoff of [rules.previousBefore, rules.stagingBefore, rules.failedBefore]) {
+      if (!CUTOFF.test(cutoff)) throw new PluginError('InvalidInput', `invalid cutoff ${cutoff}`, 'cutoffs look like 20261125T080000Z');
+    }
+    const r = await this.call('sweep', [
+      rules.previousBefore,
+      String(Math.max(0, Math.trunc(rules.keepNewest))),
+      rules.stagingBefore,
+      rules.failedBefore,
+      String(Math.trunc(rules.nowEpochSeconds)),
+      rules.dryRun ? '1' : '0',
+    ]);
+    return { dryRun: Boolean(r.dryRun), deleted: r.deleted as SweepReport['deleted'], counts: r.counts as SweepReport['counts'], bytes: Number(r.bytes) };
+  }
+}

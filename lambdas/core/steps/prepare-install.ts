@@ -1,0 +1,78 @@
+/**
+ * Prepare: everything that can be checked without touching a host. Resolves the source,
+ * validates the tarball and manifest while streaming it into the artifact store, and commits it
+ * under its digest only if it passed. Bad input fails here, before any host is touched.
+ */
+import { PassThrough } from 'node:stream';
+import { PluginError } from '../errors.ts';
+import { assertRuntimeSupported, parseManifest } from '../manifest.ts';
+import { pluginsRoot } from '../runtimes.ts';
+import { resolveSource } from '../sources/resolve-source.ts';
+import { inspectTarball, type TarballReport } from '../tarball/inspect-tarball.ts';
+import { runningWorkspace } from './host-for.ts';
+import type { StepDeps } from './step-deps.ts';
+import type { InstallPlan, InstallRequest } from './step-payloads.ts';
+
+export async function prepareInstall(deps: StepDeps, request: InstallRequest): Promise<InstallPlan> {
+  const workspace = await runningWorkspace(deps, request.workspace);
+  // External workspaces answer before anything is read (seed: 422 + hint first).
+  pluginsRoot(workspace.runtime);
+  if (request.runtime && request.runtime !== workspace.runtime) {
+    throw new PluginError('InvalidInput', `workspace ${workspace.id} runs ${workspace.runtime}, not ${request.runtime}`, 'drop the runtime override or pick the right workspace');
+  }
+
+  const { stream, description } = await resolveSource(request.source, deps.sources);
+  // One read of the source feeds both the validator and the store; neither holds it whole.
+  const toInspector = new PassThrough();
+  const toStore = new PassThrough();
+  stream.pipe(toInspector);
+  stream.pipe(toStore);
+  const abort = (err: unknown) => {
+    stream.unpipe();
+    stream.destroy();
+    toInspector.destroy();
+    toStore.destroy(err instanceof Error ? err : new Error(String(err)));
+  };
+  stream.on('error', abort);
+  const inspecting = inspectTarball(toInspector, deps.limits).catch((err: unknown) => {
+    abort(err);
+    throw err;
+  });
+  const uploading = deps.artifacts.upload(toStore);
+  const [inspected, uploaded] = await Promise.allSettled([inspecting, uploading]);
+  if (inspected.status === 'rejected' || uploaded.status === 'rejected') {
+    if (uploaded.status === 'fulfilled') await uploaded.value.discard();
+    const err: unknown = inspected.status === 'rejected' ? inspected.reason : (uploaded as PromiseRejectedResult).reason;
+    if (err instanceof PluginError) throw err;
+    throw new PluginError('SourceNotFound', `cannot read source ${description}: ${err instanceof Error ? err.message : String(err)}`, 'check that the source exists and is readable');
+  }
+  const report: TarballReport = inspected.value;
+  const upload = uploaded.value;
+
+  if (request.sha256 && request.sha256 !== upload.sha256) {
+    await upload.discard();
+    throw new PluginError('ChecksumMismatch', `source ${description} has sha256 ${upload.sha256}, not the pinned ${request.sha256}`, 'check the source, or update the pinned sha256');
+  }
+  let manifest;
+  try {
+    manifest = parseManifest(report.manifestText);
+    assertRuntimeSupported(manifest, workspace.runtime);
+  } catch (err) {
+    await upload.discard();
+    throw err;
+  }
+  const artifactKey = await upload.commit();
+  return {
+    workspace: workspace.id,
+    plugin: manifest.name,
+    stamp: request.stamp,
+    execution: request.execution,
+    version: manifest.version,
+    sha256: upload.sha256,
+    artifactKey,
+    strip: report.stripComponents,
+    runtime: workspace.runtime,
+    bytes: upload.bytes,
+    files: report.files,
+  };
+}

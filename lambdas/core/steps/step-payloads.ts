@@ -1,0 +1,38 @@
+/**
+ * What flows between workflow states. Kept small (a few hundred bytes): Step Functions caps
+ * payloads at 256 KB and every byte shows up in the console's history.
+ */
+import { z } from 'zod';
+import { EXECUTION_NAME, PLUGIN_NAME, SHA256, STAMP, VERSION, WORKSPACE_ID } from '../names.ts';
+import { RUNTIMES } from '../runtimes.ts';
+
+const workspace = z.string().regex(WORKSPACE_ID, 'workspace ids match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$');
+const plugin = z.string().regex(PLUGIN_NAME, 'plugin names match ^[a-z0-9][a-z0-9._-]{0,127}$');
+const stamp = z.string().regex(STAMP, 'stamps look like 20261125T080000Z-ab12');
+const execution = z.string().regex(EXECUTION_NAME, 'execution names are 1-80 characters of [A-Za-z0-9_-]');
+
+export const InstallRequestSchema = z.object({
+  workspace,
+  source: z.string().min(1).max(4096),
+  // Always present in the execution input (null when unset): ASL paths cannot be optional.
+  sha256: z.string().regex(SHA256, 'sha256 is 64 lower-case hex digits').nullish(),
+  runtime: z.enum(RUNTIMES).nullish(),
+  stamp,
+  execution,
+});
+export type InstallRequest = z.infer<typeof InstallRequestSchema>;
+
+/** Input of rollback and uninstall workflows, and of every host step. */
+export const PluginTargetSchema = z.object({ workspace, plugin, stamp, execution });
+export type PluginTarget = z.infer<typeof PluginTargetSchema>;
+
+export const InstallPlanSchema = PluginTargetSchema.extend({
+  version: z.string().regex(VERSION),
+  sha256: z.string().regex(SHA256),
+  artifactKey: z.string().max(200),
+  strip: z.union([z.literal(0), z.literal(1)]),
+  runtime: z.enum(RUNTIMES),
+  bytes: z.number().int().nonnegative(),
+  files: z.number().int().nonnegative(),
+});
+export type InstallPlan = z.infer<typeof InstallPlanSchema>;

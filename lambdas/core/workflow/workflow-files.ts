@@ -1,0 +1,31 @@
+/**
+ * The workflow definitions: the very files CDK deploys (statemachine/*.asl.json), with their
+ * `${…}` placeholders filled in.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const WORKFLOWS = ['install', 'rollback', 'uninstall'] as const;
+export type WorkflowName = (typeof WORKFLOWS)[number];
+
+export function workflowPath(name: WorkflowName): string {
+  return fileURLToPath(new URL(`../../../statemachine/${name}.asl.json`, import.meta.url));
+}
+
+export function workflowText(name: WorkflowName): string {
+  return readFileSync(workflowPath(name), 'utf8');
+}
+
+/** Every `${Name}` placeholder a definition uses. */
+export function placeholders(text: string): string[] {
+  return [...new Set([...text.matchAll(/\$\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1]!))];
+}
+
+/** Fills placeholders as Step Functions' definitionSubstitutions does; an unknown one is an error. */
+export function substitute(text: string, values: Record<string, string>): string {
+  return text.replace(/\$\{([A-Za-z0-9_]+)\}/g, (_, key: string) => {
+    const value = values[key];
+    if (value === undefined) throw new Error(`no substitution for \${${key}}`);
+    return value;
+  });
+}
