@@ -7,12 +7,17 @@ export function stampTime(date: Date): string {
   return date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** A fresh install stamp: UTC second + 4 random characters (see design: host layout). */
+/**
+ * A fresh install stamp: UTC second + 4 characters. The first two are the millisecond in base 36
+ * and the last two random, so stamps still sort by time within one second (rollback picks the
+ * newest snapshot by stamp) and two stamps in one millisecond still differ.
+ */
 export function newStamp(now: Date = new Date()): string {
-  const bytes = randomBytes(4);
-  let suffix = '';
-  for (const byte of bytes) suffix += ALPHABET[byte % ALPHABET.length];
-  return `${stampTime(now)}-${suffix}`;
+  const millis = now.getUTCMilliseconds().toString(36).padStart(2, '0');
+  const bytes = randomBytes(2);
+  let random = '';
+  for (const byte of bytes) random += ALPHABET[byte % ALPHABET.length];
+  return `${stampTime(now)}-${millis}${random}`;
 }
 
 /** The instant a stamp was minted (second precision). */

@@ -12,6 +12,7 @@ export function repeatAfterSuccess(inner: HostResolver, op: string, times = 1): 
     const target = inner(workspace);
     const host: RemoteHost = {
       transport: target.host.transport,
+      streamsStdin: target.host.streamsStdin,
       run: async (inv: HostInvocation): Promise<HostRawResult> => {
         const result = await target.host.run(inv);
         if (inv.op === op && remaining > 0 && result.exitCode === 0) {

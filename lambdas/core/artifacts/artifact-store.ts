@@ -22,6 +22,11 @@ export interface ArtifactStore {
   /** Streams a committed artifact back out. Throws SourceNotFound if absent. */
   open(key: string): Promise<Readable>;
   exists(key: string): Promise<boolean>;
+  /**
+   * A short-lived URL a host can GET the artifact from (S3 presigned URL), for transports that
+   * cannot stream stdin. Stores without one (a local directory) leave it out.
+   */
+  presignGet?(key: string, expiresInSeconds: number): Promise<string>;
 }
 
 export function artifactKey(sha256: string): string {

@@ -22,6 +22,8 @@ export class DirectoryArtifactStore implements ArtifactStore {
   async upload(body: Readable): Promise<PendingUpload> {
     const uploads = join(this.dir, 'uploads');
     await mkdir(uploads, { recursive: true });
+    // A body cut off while we waited (validation already failed) would never end a pipeline.
+    if (body.destroyed) throw new Error('upload body was closed before the upload started');
     const tmp = join(uploads, `${randomUUID()}.part`);
     const hash = createHash('sha256');
     let bytes = 0;

@@ -19,6 +19,7 @@ const MAX_CAPTURE = 1024 * 1024;
 
 export class LocalHost implements RemoteHost {
   readonly transport = 'local';
+  readonly streamsStdin = true;
   readonly #timeoutMs: number;
   readonly #env: NodeJS.ProcessEnv;
 

@@ -313,6 +313,9 @@ op_stage() {
   } | tee "$WORK/fifo" | {
     gzip -dc
     echo "$?" >"$WORK/gzip.status"
+    # gzip stops reading at the first corrupt byte: drain the rest, or tee dies of SIGPIPE, the
+    # hash never sees every byte and a bad stream is misreported as a failed download.
+    cat >/dev/null
   } | {
     # --ignore-zeros: read past end-of-archive blocks, as the validator does, so both see the
     # same entries. The transform drops leading "./" before stripping, so ./dir/x and dir/x
@@ -557,10 +560,11 @@ sweep_entry() {
 
 lock_active() {
   # lock_active <name>: a lease that has not expired protects the plugin's staging and failures.
-  f="$ROOT/.locks/$1"
-  [ -f "$f" ] || return 1
-  e=$(lock_field "$f" expires)
-  valid_uint "$e" && [ "$e" -gt "$NOW" ]
+  # sh has no locals: these names must not be the callers' loop variables (e, d, f).
+  la_file="$ROOT/.locks/$1"
+  [ -f "$la_file" ] || return 1
+  la_expires=$(lock_field "$la_file" expires)
+  valid_uint "$la_expires" && [ "$la_expires" -gt "$NOW" ]
 }
 
 older() {
@@ -592,8 +596,13 @@ op_sweep() {
   [ -d "$ROOT" ] || ok '"dryRun":'"$([ "$DRY" = 1 ] && echo true || echo false)"',"deleted":[],"counts":{"previous":0,"staging":0,"failed":0,"locks":0},"bytes":0'
 
   if [ -d "$ROOT/.previous" ]; then
-    # Newest first, so the first KEEP seen per plugin are the ones kept.
-    listing=$(for d in "$ROOT/.previous"/*; do [ -d "$d" ] && printf '%s\n' "${d##*/}"; done | sort -r)
+    # Newest first, so the first KEEP seen per plugin are the ones kept. Only valid entries are
+    # listed: the unquoted loop below must not split a name like "x.<stamp> y" into an entry that
+    # does not exist and counts against KEEP (nor glob-expand one).
+    listing=$(for d in "$ROOT/.previous"/*; do
+      e=${d##*/}
+      [ -d "$d" ] && valid_entry "${e%.*}" "${e##*.}" && printf '%s\n' "$e"
+    done | sort -r)
     last=""
     seen=0
     for e in $listing; do

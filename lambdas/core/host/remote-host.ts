@@ -33,6 +33,11 @@ export interface HostRawResult {
 export interface RemoteHost {
   /** `local`, `eic` or `ssm`: recorded in step outputs for operators. */
   readonly transport: string;
+  /**
+   * Whether `stdin` reaches the script (local, SSH). SSM Run Command has no stdin: the host
+   * pulls the tarball from a presigned URL instead.
+   */
+  readonly streamsStdin: boolean;
   run(invocation: HostInvocation): Promise<HostRawResult>;
   /** Releases connections; safe to call more than once. */
   close?(): Promise<void>;

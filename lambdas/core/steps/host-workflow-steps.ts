@@ -15,8 +15,19 @@ export async function acquireLock(deps: StepDeps, t: PluginTarget): Promise<{ lo
   return { lock: r.result, expires: r.expires };
 }
 
+/** How long a host may take to start pulling the tarball it is told to fetch. */
+const PRESIGNED_URL_SECONDS = 300;
+
 export async function stageOnHost(deps: StepDeps, plan: InstallPlan): Promise<{ staged: string; files?: number }> {
   const host = await hostStepsFor(deps, plan.workspace);
+  if (!host.target.host.streamsStdin) {
+    if (!deps.artifacts.presignGet) {
+      throw new PluginError('HostStepFailed', `transport ${host.target.host.transport} needs a presigned URL, which this artifact store cannot make`, 'use the S3 artifact store with the SSM transport');
+    }
+    const url = await deps.artifacts.presignGet(plan.artifactKey, PRESIGNED_URL_SECONDS);
+    const r = await host.stage(ref(plan), plan.sha256, plan.strip, { url });
+    return { staged: r.result, files: r.files };
+  }
   const body = await deps.artifacts.open(plan.artifactKey);
   try {
     const r = await host.stage(ref(plan), plan.sha256, plan.strip, { stream: body });

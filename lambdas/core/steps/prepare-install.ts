@@ -27,27 +27,34 @@ export async function prepareInstall(deps: StepDeps, request: InstallRequest): P
   const toStore = new PassThrough();
   stream.pipe(toInspector);
   stream.pipe(toStore);
-  const abort = (err: unknown) => {
+  // Stop both consumers without re-emitting the error on them: the upload may already have
+  // finished (its 'error' listeners gone), and an unheard 'error' event would crash the process.
+  // A still-running upload sees a premature close and rejects; nobody waits for it.
+  const abort = () => {
     stream.unpipe();
     stream.destroy();
     toInspector.destroy();
-    toStore.destroy(err instanceof Error ? err : new Error(String(err)));
+    toStore.destroy();
   };
-  stream.on('error', abort);
-  const inspecting = inspectTarball(toInspector, deps.limits).catch((err: unknown) => {
-    abort(err);
-    throw err;
-  });
+  const sourceFailed = new Promise<never>((_, reject) => stream.once('error', (err) => {
+    abort();
+    reject(err);
+  }));
+  sourceFailed.catch(() => undefined);
   const uploading = deps.artifacts.upload(toStore);
-  const [inspected, uploaded] = await Promise.allSettled([inspecting, uploading]);
-  if (inspected.status === 'rejected' || uploaded.status === 'rejected') {
-    if (uploaded.status === 'fulfilled') await uploaded.value.discard();
-    const err: unknown = inspected.status === 'rejected' ? inspected.reason : (uploaded as PromiseRejectedResult).reason;
+  uploading.catch(() => undefined);
+  let report: TarballReport;
+  try {
+    report = await Promise.race([inspectTarball(toInspector, deps.limits), sourceFailed]);
+  } catch (err) {
+    abort();
+    // Whenever the (now cut-off) upload settles, drop what it wrote.
+    uploading.then((u) => u.discard(), () => undefined).catch(() => undefined);
     if (err instanceof PluginError) throw err;
     throw new PluginError('SourceNotFound', `cannot read source ${description}: ${err instanceof Error ? err.message : String(err)}`, 'check that the source exists and is readable');
   }
-  const report: TarballReport = inspected.value;
-  const upload = uploaded.value;
+  // Validation read every byte, so the upload has them all too.
+  const upload = await uploading;
 
   if (request.sha256 && request.sha256 !== upload.sha256) {
     await upload.discard();

@@ -67,12 +67,30 @@ export function stateMachineArn(workflow: WorkflowName): string {
   return `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:plugin-${workflow}`;
 }
 
+interface LoadedWorkflow {
+  machine: StateMachine;
+  rawStates: Record<string, RawState>;
+}
+
+// Constructing a StateMachine validates the whole definition (~75 ms); do it once per workflow.
+const loaded = new Map<WorkflowName, LoadedWorkflow>();
+
+function loadWorkflow(workflow: WorkflowName): LoadedWorkflow {
+  let entry = loaded.get(workflow);
+  if (!entry) {
+    const raw = workflowText(workflow);
+    const values: Record<string, string> = { EventBusName: 'local' };
+    for (const p of placeholders(raw)) if (p !== 'EventBusName') values[p] = localArn(p);
+    const definition = JSON.parse(substitute(raw, values)) as { States: Record<string, RawState> };
+    entry = { machine: new StateMachine(definition as never), rawStates: (JSON.parse(raw) as { States: Record<string, RawState> }).States };
+    loaded.set(workflow, entry);
+  }
+  return entry;
+}
+
+/** Each run binds the Task states to the step code over this run's ports. */
 function buildMachine(workflow: WorkflowName, deps: StepDeps) {
-  const raw = workflowText(workflow);
-  const values: Record<string, string> = { EventBusName: 'local' };
-  for (const p of placeholders(raw)) if (p !== 'EventBusName') values[p] = localArn(p);
-  const definition = JSON.parse(substitute(raw, values)) as { States: Record<string, RawState> };
-  const rawStates = (JSON.parse(raw) as { States: Record<string, RawState> }).States;
+  const { machine, rawStates } = loadWorkflow(workflow);
 
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
   for (const [name, state] of Object.entries(rawStates)) {
@@ -89,7 +107,7 @@ function buildMachine(workflow: WorkflowName, deps: StepDeps) {
     if (!step) throw new Error(`${workflow}.asl.json: state ${name} uses ${state.Resource}, which no step implements`);
     handlers[name] = bindStep(step, deps);
   }
-  return { machine: new StateMachine(definition as never), handlers, stateNames: Object.keys(rawStates) };
+  return { machine, handlers, stateNames: Object.keys(rawStates) };
 }
 
 export async function runWorkflow(options: RunOptions): Promise<RunOutcome> {
