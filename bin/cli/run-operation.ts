@@ -3,7 +3,7 @@
  * a line per step for a person, and the exit code.
  */
 import { errorFromFailure } from '../../lambdas/core/errors.ts';
-import type { StepDeps } from '../../lambdas/core/steps/step-deps.ts';
+import type { LocalDeps } from '../../lambdas/commons/local-deps.ts';
 import { runWorkflow, type StepRecord } from '../../lambdas/core/workflow/local-runner.ts';
 import type { WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
 import { EXIT, statusOfError, type OutcomeStatus } from './exit-codes.ts';
@@ -24,7 +24,7 @@ export interface OperationRequest {
   workflow: WorkflowName;
   input: Record<string, unknown>;
   executionName: string;
-  deps: StepDeps;
+  deps: LocalDeps;
   json: boolean;
   write: (text: string) => void;
   /** Fills plugin/version/sha256 after the run (e.g. from the live marker). */

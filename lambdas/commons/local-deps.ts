@@ -8,6 +8,7 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DirectoryArtifactStore } from '../core/artifacts/directory-artifact-store.ts';
+import type { EventSink } from '../core/events/event-sink.ts';
 import { JsonlEventSink } from '../core/events/jsonl-event-sink.ts';
 import { localHostResolver } from '../core/host/host-resolver.ts';
 import type { LocalHostOptions } from '../core/host/local-host.ts';
@@ -29,6 +30,8 @@ export interface LocalDepsOptions {
 export interface LocalDeps extends StepDeps {
   workspaces: JsonWorkspaceDirectory;
   home: string;
+  /** Where the workflows' Notify states deliver locally (EventBridge does this on AWS). */
+  events: EventSink;
 }
 
 export function localDeps(options: LocalDepsOptions): LocalDeps {

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { PluginError } from '../errors.ts';
 import { pluginsRoot } from '../runtimes.ts';
-import type { WorkspaceRecord } from '../workspaces/workspace-directory.ts';
+import type { Transport, WorkspaceRecord } from '../workspaces/workspace-directory.ts';
 import { LocalHost, type LocalHostOptions } from './local-host.ts';
 import type { HostTarget } from './remote-host.ts';
 
@@ -17,8 +17,23 @@ export function localHostResolver(options: LocalHostOptions = {}): HostResolver 
   const ownerSpec = process.getuid?.() === 0 ? AGENT_OWNER : '-';
   return (workspace) => {
     if (workspace.transport !== 'local' || !workspace.localRoot) {
-      throw new PluginError('HostUnreachable', `workspace ${workspace.id} uses transport ${workspace.transport}, which this process is not configured for`, 'configure the EIC or SSM adapter');
+      throw new PluginError('HostStepFailed', `workspace ${workspace.id} uses transport ${workspace.transport}, not a local directory`, 'configure the EIC or SSM adapter for it');
     }
     return { host, root: join(workspace.localRoot, pluginsRoot(workspace.runtime)), ownerSpec };
+  };
+}
+
+/**
+ * Picks the adapter by the workspace's transport (EC2 tag `PluginTransport`, or the configured
+ * default), so one deployment serves EIC and SSM workspaces side by side.
+ */
+export function transportResolver(resolvers: Partial<Record<Transport, HostResolver>>): HostResolver {
+  return (workspace) => {
+    const resolve = resolvers[workspace.transport];
+    if (!resolve) {
+      const configured = Object.keys(resolvers).join(', ') || 'none';
+      throw new PluginError('HostStepFailed', `workspace ${workspace.id} wants transport ${workspace.transport}, which is not configured (configured: ${configured})`, 'set its PluginTransport tag to a configured transport, or configure this one');
+    }
+    return resolve(workspace);
   };
 }

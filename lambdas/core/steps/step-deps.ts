@@ -3,7 +3,6 @@
  * set per container (lambdas/commons/deps.ts); the embedded runner builds the local set.
  */
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
-import type { EventSink } from '../events/event-sink.ts';
 import type { HostResolver } from '../host/host-resolver.ts';
 import type { SourceOptions } from '../sources/resolve-source.ts';
 import type { TarballLimits } from '../tarball/inspect-tarball.ts';
@@ -13,7 +12,6 @@ export interface StepDeps {
   workspaces: WorkspaceDirectory;
   hosts: HostResolver;
   artifacts: ArtifactStore;
-  events: EventSink;
   sources: SourceOptions;
   limits?: Partial<TarballLimits>;
   /** How long a plugin lock lasts if its holder vanishes without releasing it. */

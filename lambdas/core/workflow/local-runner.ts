@@ -7,7 +7,7 @@ import './polyfills.ts';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { bindStep } from '../../commons/step-handler.ts';
 import { STEP_BY_PLACEHOLDER } from '../../handlers/all-steps.ts';
-import type { PutEventsEntry } from '../events/event-sink.ts';
+import type { EventSink, PutEventsEntry } from '../events/event-sink.ts';
 import type { StepDeps } from '../steps/step-deps.ts';
 import { placeholders, substitute, workflowText, type WorkflowName } from './workflow-files.ts';
 
@@ -47,7 +47,8 @@ export interface RunOptions {
   workflow: WorkflowName;
   input: Record<string, unknown>;
   executionName: string;
-  deps: StepDeps;
+  /** Ports of the Task states, plus the sink their EventBridge (Notify) states deliver to. */
+  deps: StepDeps & { events: EventSink };
   /** Overrides every Retry pause (ms); tests use 0-10 ms so retries don't sleep for seconds. */
   retryDelayMs?: number;
   onStepStart?: (name: string) => void;
@@ -89,7 +90,7 @@ function loadWorkflow(workflow: WorkflowName): LoadedWorkflow {
 }
 
 /** Each run binds the Task states to the step code over this run's ports. */
-function buildMachine(workflow: WorkflowName, deps: StepDeps) {
+function buildMachine(workflow: WorkflowName, deps: StepDeps & { events: EventSink }) {
   const { machine, rawStates } = loadWorkflow(workflow);
 
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
