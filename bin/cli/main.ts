@@ -13,7 +13,7 @@ import { newStamp } from '../../lambdas/core/stamp.ts';
 import { listPlugins } from '../../lambdas/core/steps/list-plugins.ts';
 import type { InstallPlan } from '../../lambdas/core/steps/step-payloads.ts';
 import { EXIT, statusOfError } from './exit-codes.ts';
-import { pluginNameHint } from './name-hint.ts';
+import { pluginNameHint } from '../../lambdas/core/sources/name-hint.ts';
 import { runOperation, type OperationReport } from './run-operation.ts';
 
 interface Io {
@@ -148,6 +148,35 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       }
       const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
       for (const r of rows) io.out(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+    });
+
+  program
+    .command('serve')
+    .description('serve the HTTP API on localhost (same routes as API Gateway); needs PLUGINCTL_TOKEN')
+    .option('--port <n>', 'port to listen on (0 picks a free one)', '8787')
+    .action(async (opts: { port: string }) => {
+      const token = process.env.PLUGINCTL_TOKEN;
+      if (!token) throw new PluginError('InvalidInput', 'PLUGINCTL_TOKEN is not set: pluginctl serve refuses to start without a bearer token', 'export PLUGINCTL_TOKEN=$(openssl rand -hex 24), and send Authorization: Bearer $PLUGINCTL_TOKEN');
+      const port = Number(opts.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new PluginError('InvalidInput', `invalid port ${JSON.stringify(opts.port)}`, 'use 0-65535');
+      const { startServer } = await import('./serve.ts');
+      const deps = localDepsFromEnv();
+      const running = await startServer({
+        home: deps.home,
+        catalogDir: deps.sources.catalogDir,
+        leaseSeconds: deps.leaseSeconds,
+        token,
+        port,
+        retryDelayMs: retryDelayFromEnv(),
+        log: (line) => io.err(`${new Date().toISOString()} ${line}\n`),
+      });
+      io.out(`pluginctl serve: listening on ${running.url} (state in ${deps.home}); Ctrl-C to stop\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await running.close();
     });
 
   try {

@@ -8,11 +8,16 @@ import { logger } from './logger.ts';
 import { localDepsFromEnv } from './local-deps.ts';
 import { parseStepInput, toStepError, type StepDefinition } from './step-handler.ts';
 
-let containerDeps: StepDeps | undefined;
+let containerDeps: Promise<StepDeps> | undefined;
 
-/** Ports for this container. The AWS adapters replace the local ones when configured. */
-export function getContainerDeps(): StepDeps {
-  containerDeps ??= localDepsFromEnv();
+/**
+ * Ports for this container, built on first use: the AWS adapters when the deployment configured
+ * them (ARTIFACT_BUCKET), else the embedded ones under PLUGINCTL_HOME.
+ */
+export function getContainerDeps(): Promise<StepDeps> {
+  // Imported lazily: the AWS SDK stays out of processes that only run the embedded engine
+  // (pluginctl imports the step definitions through these handler modules).
+  containerDeps ??= process.env.ARTIFACT_BUCKET ? import('./aws-deps.ts').then((m) => m.awsDeps()) : Promise.resolve(localDepsFromEnv());
   return containerDeps;
 }
 
@@ -22,7 +27,7 @@ export function lambdaHandler<I, O>(step: StepDefinition<I, O>) {
     const execution = event && typeof event === 'object' && 'execution' in event ? String(event.execution) : undefined;
     logger.appendKeys({ execution, step: step.placeholder.replace(/FunctionArn$/, '') });
     try {
-      const out = await step.run(getContainerDeps(), parseStepInput(step.schema, event));
+      const out = await step.run(await getContainerDeps(), parseStepInput(step.schema, event));
       logger.info('step succeeded', { result: out as Record<string, unknown> });
       return out;
     } catch (err) {

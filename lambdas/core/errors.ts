@@ -25,6 +25,7 @@ export const ERROR_CATEGORIES = {
   InvalidManifest: 'refused',
   RuntimeMismatch: 'refused',
   ChecksumMismatch: 'refused',
+  UnpinnedSource: 'refused',
   SourceNotFound: 'refused',
   WorkspaceNotFound: 'refused',
   WorkspaceNotRunning: 'refused',

@@ -652,7 +652,16 @@ describe('uninstall', () => {
 
 describe('list', () => {
   it('an absent root lists nothing', async () => {
-    expect(await steps.list()).toEqual({ plugins: [], previous: [] });
+    expect(await steps.list()).toEqual({ plugins: [], previous: [], locks: [] });
+  });
+
+  it('lists unexpired locks (operations in progress) and leaves expired ones out', async () => {
+    const stamp = newStamp();
+    await steps.lock({ name: 'busy', stamp }, 'exec-1', 0, 600);
+    await steps.lock({ name: 'stale', stamp: newStamp() }, 'exec-2', 0, 0);
+    const { locks } = await steps.list();
+    expect(locks.map((l) => l.name)).toEqual(['busy']);
+    expect(locks[0]!.stamp).toBe(stamp);
   });
 
   it('reports live plugins with their markers, snapshots with pinned, and skips invalid names', async () => {

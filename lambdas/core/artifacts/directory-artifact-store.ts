@@ -1,5 +1,5 @@
 /** ArtifactStore on a local directory: the embedded stand-in for the S3 staging bucket. */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -11,8 +11,43 @@ import { artifactKey, type ArtifactStore, type PendingUpload } from './artifact-
 
 const KEY = /^artifacts\/sha256\/[0-9a-f]{64}\.tar\.gz$/;
 
+/** How a directory store hands out download URLs: HMAC-signed links its server verifies. */
+export interface DirectoryPresignOptions {
+  /** Base URL the links start with, e.g. http://127.0.0.1:8787 (the `pluginctl serve` address). */
+  baseUrl: string;
+  secret: Buffer;
+  clock?: () => Date;
+}
+
+function signature(secret: Buffer, key: string, expires: number): string {
+  return createHmac('sha256', secret).update(`${key}\n${expires}`).digest('hex');
+}
+
 export class DirectoryArtifactStore implements ArtifactStore {
-  constructor(readonly dir: string) {}
+  /** Present only when the store was given a base URL and secret to sign links with. */
+  readonly presignGet?: (key: string, expiresInSeconds: number) => Promise<string>;
+
+  constructor(
+    readonly dir: string,
+    private readonly presign?: DirectoryPresignOptions,
+  ) {
+    if (presign) {
+      this.presignGet = async (key, expiresInSeconds) => {
+        this.pathOf(key);
+        const expires = Math.floor((presign.clock?.() ?? new Date()).getTime() / 1000) + expiresInSeconds;
+        return `${presign.baseUrl}/${key}?expires=${expires}&signature=${signature(presign.secret, key, expires)}`;
+      };
+    }
+  }
+
+  /** Checks a link made by presignGet: right signature, not expired. */
+  verifyPresigned(key: string, expires: string | null, sig: string | null): boolean {
+    if (!this.presign || !expires || !sig || !/^\d{1,12}$/.test(expires) || !/^[0-9a-f]{64}$/.test(sig)) return false;
+    const now = Math.floor((this.presign.clock?.() ?? new Date()).getTime() / 1000);
+    if (Number(expires) < now) return false;
+    const expected = Buffer.from(signature(this.presign.secret, key, Number(expires)), 'hex');
+    return timingSafeEqual(expected, Buffer.from(sig, 'hex'));
+  }
 
   pathOf(key: string): string {
     if (!KEY.test(key)) throw new PluginError('InvalidInput', `invalid artifact key ${JSON.stringify(key)}`, 'artifact keys look like artifacts/sha256/<hex>.tar.gz');

@@ -34,6 +34,12 @@ export interface ListedSnapshot {
   pinned: boolean;
 }
 
+export interface ListedLock {
+  name: string;
+  stamp: string;
+  expires: number;
+}
+
 export interface SweepRules {
   /** Stamp-time cutoffs (`YYYYMMDDTHHMMSSZ`): entries minted before them are old. */
   previousBefore: string;
@@ -117,7 +123,7 @@ export class HostSteps {
     return String((await this.call('uninstall', ref(plugin))).result);
   }
 
-  async list(): Promise<{ plugins: ListedPlugin[]; previous: ListedSnapshot[] }> {
+  async list(): Promise<{ plugins: ListedPlugin[]; previous: ListedSnapshot[]; locks: ListedLock[] }> {
     const r = await this.call('list', []);
     const plugins = (r.plugins as { name: string; complete: boolean; stamp: string; marker: string }[]).map((p) => {
       const item: ListedPlugin = { name: p.name, complete: p.complete, stamp: p.stamp };
@@ -131,7 +137,7 @@ export class HostSteps {
       }
       return item;
     });
-    return { plugins, previous: r.previous as ListedSnapshot[] };
+    return { plugins, previous: r.previous as ListedSnapshot[], locks: (r.locks as ListedLock[] | undefined) ?? [] };
   }
 
   async sweep(rules: SweepRules): Promise<SweepReport> {

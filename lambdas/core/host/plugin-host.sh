@@ -173,6 +173,7 @@ setup_paths() {
   PREV="$ROOT/.previous/$NAME.$STAMP"
   FAILED="$ROOT/.failed/$NAME.$STAMP"
   LOCK="$ROOT/.locks/$NAME"
+  STAGE_LOCK="$ROOT/.locks/.stage.$NAME.$STAMP"
 }
 
 # Stamp of the operation that placed a directory ("" if none).
@@ -300,6 +301,12 @@ op_stage() {
   if [ -d "$STG" ]; then ok '"result":"already-staged"'; fi
 
   mkdir -p "$ROOT/.staging" || fail "$EX_IO" HostIoError "cannot create $ROOT/.staging"
+  # One stage per stamp at a time: a retry after a dropped connection waits here until the
+  # earlier attempt (still running on the host until its stdin closes) has cleaned up, so that
+  # cleanup cannot delete the retry's files.
+  exec 8>>"$STAGE_LOCK" || fail "$EX_IO" HostIoError "cannot open $STAGE_LOCK"
+  flock -w 60 8 || fail "$EX_IO" HostIoError "an earlier attempt to stage $NAME at $STAMP is still running"
+  if [ -d "$STG" ]; then ok '"result":"already-staged"'; fi
   rm -rf "$PARTIAL" "$WORK" || fail "$EX_IO" HostIoError "cannot clear an earlier partial staging"
   mkdir "$PARTIAL" "$WORK" || fail "$EX_IO" HostIoError "cannot create staging directories"
   mkfifo "$WORK/fifo" || fail "$EX_IO" HostIoError "cannot create fifo"
@@ -361,6 +368,7 @@ op_stage() {
   files=$(find "$PARTIAL" -type f | wc -l | tr -d ' ')
   mv -T "$PARTIAL" "$STG" || fail "$EX_IO" HostIoError "cannot move partial staging into place"
   rm -rf "$WORK"
+  rm -f "$STAGE_LOCK"
   ok "\"result\":\"staged\",\"files\":$files"
 }
 
@@ -434,6 +442,7 @@ op_rollback() {
   holder=$(lock_field "$LOCK" stamp)
   actions=""
   rm -rf "$PARTIAL" "$WORK" || fail "$EX_IO" RollbackFailed "cannot remove partial staging of $STAMP"
+  rm -f "$STAGE_LOCK"
   if [ -d "$STG" ]; then
     if [ -f "$STG/.restored-from" ]; then
       return_to_previous "$STG"
@@ -543,7 +552,22 @@ op_list() {
       snaps="$snaps{\"name\":\"${e%.*}\",\"stamp\":\"${e##*.}\",\"pinned\":$pinned},"
     done
   fi
-  ok "\"plugins\":[${items%,}],\"previous\":[${snaps%,}]"
+  locks=""
+  if [ -d "$ROOT/.locks" ]; then
+    now=$(now_epoch)
+    for f in "$ROOT/.locks"/*; do
+      [ -f "$f" ] || continue
+      n=${f##*/}
+      valid_name "$n" || continue
+      ls_stamp=$(lock_field "$f" stamp)
+      ls_expires=$(lock_field "$f" expires)
+      valid_stamp "$ls_stamp" || continue
+      valid_uint "$ls_expires" || continue
+      [ "$ls_expires" -gt "$now" ] || continue
+      locks="$locks{\"name\":\"$n\",\"stamp\":\"$ls_stamp\",\"expires\":$ls_expires},"
+    done
+  fi
+  ok "\"plugins\":[${items%,}],\"previous\":[${snaps%,}],\"locks\":[${locks%,}]"
 }
 
 # sweep_entry <kind> <path> <rel>: delete (or, dry-run, only report) one entry.

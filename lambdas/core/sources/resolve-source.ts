@@ -1,14 +1,26 @@
 /**
- * Turns an install `source` into a byte stream of a `.tar.gz`.
+ * Turns an install `source` into a byte stream of a `.tar.gz`. Nothing is buffered whole.
  *
- * Embedded mode understands a local path (a tarball or a plugin directory, packed
- * deterministically) and `local://name[@version]` from the catalog directory. Remote schemes
- * (s3://, https://, github://) belong to the AWS adapters.
+ * - a local path (a tarball, or a plugin directory packed deterministically) and
+ *   `local://name[@version]` from the catalog directory: always available;
+ * - `s3://bucket/key`: GetObject through `SourceOptions.s3` (absent in embedded mode: refused);
+ * - `https://…`: streamed with `SourceOptions.fetch` (absent in embedded mode: refused). Needs a
+ *   pinned sha256 (checked by Prepare, see `assertSourcePinned`). Redirects are followed by hand
+ *   (at most 5), each hop held to the same scheme rule. `http://` only for hosts listed in
+ *   `SourceOptions.allowHttpHosts` (internal mirrors);
+ * - `github://owner/repo#ref`: GitHub's tarball of that ref
+ *   (`https://codeload.github.com/<owner>/<repo>/tar.gz/<ref>`), fetched like any https:// source.
+ *
+ * Errors: absent → SourceNotFound; throttling, 5xx, network failures (also mid-stream) →
+ * HostUnreachable (Prepare retries it); malformed or disallowed → InvalidInput.
  */
 import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { awsErrorName, awsStatus, describeAwsError, isTransientAwsError } from '../aws-errors.ts';
 import { PluginError } from '../errors.ts';
 import { PLUGIN_NAME, VERSION } from '../names.ts';
 import { packDirectory } from '../tarball/pack-directory.ts';
@@ -24,6 +36,19 @@ export interface SourceOptions {
   catalogDir?: string;
   /** Relative paths resolve against this (the CLI's working directory). */
   cwd?: string;
+  /** Enables `s3://bucket/key` sources (the AWS composition root passes its client). */
+  s3?: S3Client;
+  /**
+   * Enables `https://` and `github://` sources (the AWS composition root passes
+   * `globalThis.fetch`). Absent, they are refused as unavailable in embedded mode, so nothing
+   * reaches the network unless a composition root asked for it.
+   */
+  fetch?: typeof fetch;
+  /**
+   * Host names (as in the URL, e.g. `mirror.internal` or `127.0.0.1`) whose plain `http://` URLs
+   * are accepted: for internal mirrors. Default none: `http://` is refused.
+   */
+  allowHttpHosts?: readonly string[];
 }
 
 const LOCAL_REF = /^local:\/\/([^@/]+)(?:@([^@/]+))?$/;
@@ -73,10 +98,189 @@ export async function resolveSource(source: string, options: SourceOptions = {})
   }
   const local = LOCAL_REF.exec(source);
   if (local) return resolveCatalog(local[1]!, local[2], options.catalogDir);
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(source)?.[1]?.toLowerCase();
+  const scheme = schemeOf(source);
+  if (scheme === 's3' && options.s3) return resolveS3(source, options.s3);
+  if ((scheme === 'https' || scheme === 'http' || scheme === 'github') && options.fetch) {
+    const url = scheme === 'github' ? githubTarballUrl(source) : source;
+    return resolveHttp(url, scheme === 'github' ? source : safeDescription(url), options.fetch, options.allowHttpHosts ?? []);
+  }
   if (scheme && scheme !== 'file') {
     throw new PluginError('InvalidInput', `source scheme ${scheme}:// is not available in embedded mode`, 'use a local path or local://name[@version]; s3:// and https:// sources need the AWS deployment');
   }
   const path = scheme === 'file' ? new URL(source).pathname : source;
   return openPath(isAbsolute(path) ? path : resolve(options.cwd ?? process.cwd(), path), source);
+}
+
+function schemeOf(source: string): string | undefined {
+  return /^([a-z][a-z0-9+.-]*):\/\//i.exec(source)?.[1]?.toLowerCase();
+}
+
+/**
+ * Sources fetched over HTTP(S) from outside (https://, http:// mirrors, github://) must come
+ * with a pinned sha256: the bytes are not ours until they match it. Prepare calls this before
+ * fetching; the HTTP API answers 422 for it.
+ */
+export function assertSourcePinned(source: string, sha256: string | null | undefined): void {
+  const scheme = schemeOf(source);
+  if ((scheme === 'https' || scheme === 'http' || scheme === 'github') && !sha256) {
+    throw new PluginError('UnpinnedSource', `${scheme}:// sources need a pinned sha256`, 'pass --sha256 / sha256 with the tarball\'s SHA-256');
+  }
+}
+
+// --- s3:// --------------------------------------------------------------------------------------
+
+const S3_BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/** `s3://bucket/key` → bucket and key (taken literally, as the AWS CLI does). */
+export function parseS3Source(source: string): { bucket: string; key: string } {
+  const match = /^s3:\/\/([^/]+)\/(.+)$/i.exec(source);
+  const bucket = match?.[1];
+  const key = match?.[2];
+  if (!bucket || !key || !S3_BUCKET.test(bucket) || Buffer.byteLength(key) > 1024) {
+    throw new PluginError('InvalidInput', `invalid S3 source ${JSON.stringify(source.slice(0, 200))}`, 'use s3://<bucket>/<key>');
+  }
+  return { bucket, key };
+}
+
+async function resolveS3(source: string, client: S3Client): Promise<ResolvedSource> {
+  const { bucket, key } = parseS3Source(source);
+  // Loaded on demand: the embedded CLI never pays for the S3 client's module graph.
+  const { GetObjectCommand } = await import('@aws-sdk/client-s3');
+  let body: unknown;
+  try {
+    body = (await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body;
+  } catch (err) {
+    const name = awsErrorName(err);
+    const status = awsStatus(err);
+    if (name === 'NoSuchKey' || name === 'NoSuchBucket' || name === 'NotFound' || name === 'AccessDenied' || status === 404 || status === 403) {
+      throw new PluginError('SourceNotFound', `source ${source} cannot be read: ${describeAwsError(err)}`, 'check the bucket and key, and that the installer may read them', { cause: err });
+    }
+    if (isTransientAwsError(err)) {
+      throw new PluginError('HostUnreachable', `source ${source}: S3 failed: ${describeAwsError(err)}`, 'S3 was throttling or unreachable; the step is retried', { cause: err });
+    }
+    throw err;
+  }
+  let stream: Readable;
+  if (body instanceof Readable) stream = body;
+  else {
+    const web = body as { transformToWebStream?: () => unknown } | undefined;
+    if (!web?.transformToWebStream) throw new PluginError('SourceNotFound', `source ${source} has no body`, 'check the object');
+    stream = Readable.fromWeb(web.transformToWebStream() as NodeReadableStream<Uint8Array>);
+  }
+  return { stream: transientOnError(stream, `source ${source}`), description: source };
+}
+
+// --- https://, http:// (allow-listed), github:// ---------------------------------------------------
+
+const GITHUB_OWNER = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/;
+const GITHUB_REPO = /^[A-Za-z0-9._-]{1,100}$/;
+/** A conservative subset of git ref names: no `..`, no `//`, no leading or trailing `/` or `.`. */
+const GIT_REF = /^(?!.*\.\.)(?!.*\/\/)(?![/.-])[A-Za-z0-9._/-]{1,200}(?<![/.])$/;
+const GITHUB_HINT = 'use github://<owner>/<repo>#<ref> (a tag, branch or commit) with a pinned sha256';
+
+/** `github://owner/repo#ref` → the URL of GitHub's tarball of that ref. */
+export function githubTarballUrl(source: string): string {
+  const match = /^github:\/\/([^/#]*)\/([^/#]*)(?:#(.*))?$/i.exec(source);
+  if (!match) throw new PluginError('InvalidInput', `invalid GitHub source ${JSON.stringify(source.slice(0, 200))}`, GITHUB_HINT);
+  const [, owner = '', repo = '', ref] = match;
+  if (!GITHUB_OWNER.test(owner) || !GITHUB_REPO.test(repo) || repo === '.' || repo === '..') {
+    throw new PluginError('InvalidInput', `invalid GitHub repository ${JSON.stringify(`${owner}/${repo}`.slice(0, 200))}`, GITHUB_HINT);
+  }
+  if (!ref) throw new PluginError('InvalidInput', 'github sources need a ref', GITHUB_HINT);
+  if (!GIT_REF.test(ref)) throw new PluginError('InvalidInput', `invalid git ref ${JSON.stringify(ref.slice(0, 200))}`, GITHUB_HINT);
+  const path = ref.split('/').map(encodeURIComponent).join('/');
+  return `https://codeload.github.com/${owner}/${repo}/tar.gz/${path}`;
+}
+
+/** Scheme, host and path only: query strings (signatures, tokens) never reach logs. */
+function safeDescription(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return url.replace(/[?#].*$/, '');
+  }
+}
+
+function checkUrl(raw: string, allowHttpHosts: readonly string[]): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new PluginError('InvalidInput', `invalid URL ${JSON.stringify(safeDescription(raw).slice(0, 200))}`, 'give a full https:// URL');
+  }
+  if (url.username || url.password) {
+    throw new PluginError('InvalidInput', 'source URLs must not carry credentials', 'use a presigned or public URL');
+  }
+  if (url.protocol === 'https:') return url;
+  if (url.protocol === 'http:') {
+    if (allowHttpHosts.includes(url.hostname)) return url;
+    throw new PluginError('InvalidInput', `plain http:// is refused for ${url.hostname}: sources must use https://`, 'use an https:// URL (http:// is only for internal mirrors listed in allowHttpHosts)');
+  }
+  throw new PluginError('InvalidInput', `source scheme ${url.protocol}// is not allowed here`, 'use an https:// URL');
+}
+
+const MAX_REDIRECTS = 5;
+
+/** Why a fetch() call failed before any answer: DNS says "no such host", or a transient failure. */
+function fetchFailure(err: unknown, description: string): PluginError {
+  const codes: string[] = [];
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') codes.push(code);
+  }
+  const detail = `${err instanceof Error ? err.message : String(err)}${codes.length ? ` (${codes.join(', ')})` : ''}`;
+  if (codes.includes('ENOTFOUND')) {
+    return new PluginError('SourceNotFound', `source ${description}: host not found: ${detail}`, 'check the URL', { cause: err });
+  }
+  return new PluginError('HostUnreachable', `source ${description} could not be fetched: ${detail}`, 'the server was unreachable; the step is retried', { cause: err });
+}
+
+async function resolveHttp(raw: string, description: string, fetchImpl: typeof fetch, allowHttpHosts: readonly string[]): Promise<ResolvedSource> {
+  let url = checkUrl(raw, allowHttpHosts);
+  for (let hop = 0; ; hop++) {
+    let response: Response;
+    try {
+      response = await fetchImpl(url, { redirect: 'manual', headers: { accept: 'application/gzip, application/octet-stream, */*' } });
+    } catch (err) {
+      throw fetchFailure(err, description);
+    }
+    const status = response.status;
+    if (status >= 300 && status < 400 && status !== 304) {
+      await response.body?.cancel().catch(() => undefined);
+      const location = response.headers.get('location');
+      if (!location) throw new PluginError('SourceNotFound', `source ${description} redirected (HTTP ${status}) without a location`, 'check the URL');
+      if (hop >= MAX_REDIRECTS) throw new PluginError('SourceNotFound', `source ${description} redirected more than ${MAX_REDIRECTS} times`, 'check the URL');
+      // Each hop obeys the same rule: no downgrade to http:// outside the allow-list.
+      url = checkUrl(new URL(location, url).href, allowHttpHosts);
+      continue;
+    }
+    if (status >= 200 && status < 300) {
+      if (!response.body) throw new PluginError('SourceNotFound', `source ${description} answered without a body`, 'check the URL');
+      const stream = Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>);
+      return { stream: transientOnError(stream, `source ${description}`), description };
+    }
+    await response.body?.cancel().catch(() => undefined);
+    if (status === 408 || status === 429 || status >= 500) {
+      throw new PluginError('HostUnreachable', `source ${description} answered HTTP ${status}`, 'the server was unavailable; the step is retried');
+    }
+    const what = status === 404 || status === 410 ? 'does not exist' : status === 401 || status === 403 ? 'is not accessible' : 'cannot be fetched';
+    throw new PluginError('SourceNotFound', `source ${description} ${what} (HTTP ${status})`, 'check the URL');
+  }
+}
+
+/**
+ * The body of a remote source, with a broken connection mid-stream reported as HostUnreachable
+ * (retried) instead of a bare socket error. Destroying the result stops the download.
+ */
+function transientOnError(source: Readable, what: string): Readable {
+  const out = new PassThrough();
+  source.on('error', (err) => {
+    out.destroy(new PluginError('HostUnreachable', `${what} broke off while downloading: ${err.message}`, 'the connection failed; the step is retried', { cause: err }));
+  });
+  out.on('close', () => {
+    if (!source.destroyed) source.destroy();
+  });
+  source.pipe(out);
+  return out;
 }

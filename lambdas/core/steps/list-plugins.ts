@@ -4,7 +4,7 @@
  * unreachable host gives an empty list flagged `degraded`, never an error.
  */
 import { PluginError } from '../errors.ts';
-import type { ListedSnapshot } from '../host/host-steps.ts';
+import type { ListedLock, ListedSnapshot } from '../host/host-steps.ts';
 import { hostStepsFor } from './host-for.ts';
 import type { StepDeps } from './step-deps.ts';
 
@@ -21,6 +21,8 @@ export interface PluginListing {
   workspace: string;
   plugins: InstalledPlugin[];
   snapshots: ListedSnapshot[];
+  /** Unexpired leases: operations in progress. */
+  locks: ListedLock[];
   degraded: boolean;
   reason?: string;
 }
@@ -28,7 +30,7 @@ export interface PluginListing {
 export async function listPlugins(deps: StepDeps, workspace: string): Promise<PluginListing> {
   try {
     const host = await hostStepsFor(deps, workspace);
-    const { plugins, previous } = await host.list();
+    const { plugins, previous, locks } = await host.list();
     return {
       workspace,
       plugins: plugins.map((p) => ({
@@ -40,11 +42,12 @@ export async function listPlugins(deps: StepDeps, workspace: string): Promise<Pl
         stamp: p.stamp || null,
       })),
       snapshots: previous,
+      locks,
       degraded: false,
     };
   } catch (err) {
     if (err instanceof PluginError && (err.retryable || err.code === 'WorkspaceNotRunning')) {
-      return { workspace, plugins: [], snapshots: [], degraded: true, reason: err.message };
+      return { workspace, plugins: [], snapshots: [], locks: [], degraded: true, reason: err.message };
     }
     throw err;
   }

@@ -7,7 +7,7 @@ import { PassThrough } from 'node:stream';
 import { PluginError } from '../errors.ts';
 import { assertRuntimeSupported, parseManifest } from '../manifest.ts';
 import { pluginsRoot } from '../runtimes.ts';
-import { resolveSource } from '../sources/resolve-source.ts';
+import { assertSourcePinned, resolveSource } from '../sources/resolve-source.ts';
 import { inspectTarball, type TarballReport } from '../tarball/inspect-tarball.ts';
 import { runningWorkspace } from './host-for.ts';
 import type { StepDeps } from './step-deps.ts';
@@ -21,6 +21,8 @@ export async function prepareInstall(deps: StepDeps, request: InstallRequest): P
     throw new PluginError('InvalidInput', `workspace ${workspace.id} runs ${workspace.runtime}, not ${request.runtime}`, 'drop the runtime override or pick the right workspace');
   }
 
+  // Remote sources (https://, github://, http:// mirrors) must be pinned before a byte is fetched.
+  assertSourcePinned(request.source, request.sha256);
   const { stream, description } = await resolveSource(request.source, deps.sources);
   // One read of the source feeds both the validator and the store; neither holds it whole.
   const toInspector = new PassThrough();

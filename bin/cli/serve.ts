@@ -1,0 +1,124 @@
+/**
+ * `pluginctl serve`: the control plane's HTTP API on localhost, over the same route code as the
+ * api Lambda, backed by the in-process workflow engine and the embedded ports. Every route needs
+ * `Authorization: Bearer $PLUGINCTL_TOKEN`, except the signed download links it hands out
+ * (their signature is the credential, as with S3 presigned URLs).
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { localDeps, type LocalDeps, type LocalDepsOptions } from '../../lambdas/commons/local-deps.ts';
+import { MAX_BODY_BYTES } from '../../lambdas/core/api/api-schemas.ts';
+import { openApiDocument } from '../../lambdas/core/api/openapi.ts';
+import { handleApiRequest } from '../../lambdas/core/api/plugin-api.ts';
+import { DirectoryArtifactStore } from '../../lambdas/core/artifacts/directory-artifact-store.ts';
+import { LocalWorkflowEngine } from '../../lambdas/core/workflow/local-workflow-engine.ts';
+
+export interface ServeOptions extends Omit<LocalDepsOptions, 'host'> {
+  token: string;
+  port: number;
+  /** Loopback only unless told otherwise. */
+  hostname?: string;
+  retryDelayMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface RunningServer {
+  url: string;
+  server: Server;
+  deps: LocalDeps;
+  engine: LocalWorkflowEngine;
+  close(): Promise<void>;
+}
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer (.+)$/.exec(header ?? '');
+  if (!m) return false;
+  const given = Buffer.from(m[1]!);
+  const expected = Buffer.from(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+function send(res: ServerResponse, status: number, headers: Record<string, string>, body: string | null): void {
+  res.writeHead(status, headers);
+  res.end(body ?? undefined);
+}
+
+/** Reads at most `limit` + 1 bytes, so an oversized body is detected without buffering it all. */
+async function readBody(req: IncomingMessage, limit: number): Promise<{ text: string; tooLarge: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) return { text: '', tooLarge: true };
+    chunks.push(chunk as Buffer);
+  }
+  return { text: Buffer.concat(chunks).toString('utf8'), tooLarge: false };
+}
+
+export async function startServer(options: ServeOptions): Promise<RunningServer> {
+  if (!options.token) throw new Error('a bearer token is required (set PLUGINCTL_TOKEN)');
+  const hostname = options.hostname ?? '127.0.0.1';
+  const secret = randomBytes(32);
+  const base = localDeps(options);
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, hostname, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${hostname}:${port}`;
+  const artifacts = new DirectoryArtifactStore(base.artifacts instanceof DirectoryArtifactStore ? base.artifacts.dir : `${base.home}/artifacts`, { baseUrl: url, secret });
+  const deps: LocalDeps = { ...base, artifacts };
+  const engine = new LocalWorkflowEngine(deps, { retryDelayMs: options.retryDelayMs });
+  const openapi = JSON.stringify(openApiDocument(), null, 2);
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    void (async () => {
+      const parsed = new URL(req.url ?? '/', url);
+      const path = parsed.pathname;
+      try {
+        if (req.method === 'GET' && path.startsWith('/artifacts/')) {
+          const key = path.slice(1);
+          if (!/^artifacts\/sha256\/[0-9a-f]{64}\.tar\.gz$/.test(key) || !artifacts.verifyPresigned(key, parsed.searchParams.get('expires'), parsed.searchParams.get('signature'))) {
+            send(res, 403, { 'content-type': 'application/json' }, JSON.stringify({ error: { code: 'Forbidden', message: 'invalid or expired download link', hint: 'ask GET /workspaces/{id}/plugins/{name}/download for a new one' } }));
+            return;
+          }
+          res.writeHead(200, { 'content-type': 'application/gzip', 'cache-control': 'no-store' });
+          createReadStream(artifacts.pathOf(key)).on('error', () => res.destroy()).pipe(res);
+          return;
+        }
+        if (!tokenMatches(req.headers.authorization, options.token)) {
+          send(res, 401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' }, JSON.stringify({ error: { code: 'Unauthorized', message: 'missing or wrong bearer token', hint: 'send Authorization: Bearer $PLUGINCTL_TOKEN' } }));
+          return;
+        }
+        if (req.method === 'GET' && path === '/openapi.json') {
+          send(res, 200, { 'content-type': 'application/json' }, openapi);
+          return;
+        }
+        const body = await readBody(req, MAX_BODY_BYTES);
+        const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? v.join(',') : v]));
+        const response = body.tooLarge
+          ? { status: 413, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: { code: 'InvalidInput', message: `request body is larger than ${MAX_BODY_BYTES} bytes`, hint: 'send only {source, sha256?, runtime?}' } }) }
+          : await handleApiRequest({ method: req.method ?? 'GET', path, headers, body: body.text || null }, { steps: deps, engine });
+        options.log?.(`${req.method} ${path} → ${response.status}`);
+        send(res, response.status, response.headers, response.body);
+      } catch (err) {
+        options.log?.(`${req.method} ${path} → 500 ${err instanceof Error ? err.stack : String(err)}`);
+        if (!res.headersSent) send(res, 500, { 'content-type': 'application/json' }, JSON.stringify({ error: { code: 'InternalError', message: 'internal error', hint: 'see the server log' } }));
+      }
+    })();
+  });
+
+  return {
+    url,
+    server,
+    deps,
+    engine,
+    close: async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await engine.idle();
+    },
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * The AWS composition root: every port backed by an AWS service, built once per Lambda
+ * container from environment variables (set by infra/):
+ *   ARTIFACT_BUCKET      S3 bucket of validated tarballs (required)
+ *   DEFAULT_TRANSPORT    eic | ssm, for instances without a PluginTransport tag (default ssm)
+ *   EIC_OS_USER          OS user EC2 Instance Connect pushes keys for (default ubuntu)
+ *   EIC_ENDPOINT_ID, EIC_ENDPOINT_DNS   connect through an EIC Endpoint (optional)
+ *   LEASE_SECONDS        plugin lock lease (default 900)
+ *   HOST_STEP_TIMEOUT_MS host step timeout (default 120000)
+ */
+import { EC2Client } from '@aws-sdk/client-ec2';
+import { EC2InstanceConnectClient } from '@aws-sdk/client-ec2-instance-connect';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { S3ArtifactStore } from '../core/artifacts/s3-artifact-store.ts';
+import { PluginError } from '../core/errors.ts';
+import { eicHostResolver } from '../core/host/eic-host.ts';
+import { transportResolver } from '../core/host/host-resolver.ts';
+import { ssmHostResolver } from '../core/host/ssm-host.ts';
+import type { StepDeps } from '../core/steps/step-deps.ts';
+import { Ec2WorkspaceDirectory, type Ec2Transport } from '../core/workspaces/ec2-workspace-directory.ts';
+
+function positiveInt(value: string | undefined, fallback: number): number {
+  const n = Number(value);
+  return value && Number.isInteger(n) && n > 0 ? n : fallback;
+}
+
+export interface AwsClients {
+  s3: S3Client;
+  ec2: EC2Client;
+  ssm: SSMClient;
+  eic: EC2InstanceConnectClient;
+}
+
+/** SDK clients with the default credential chain and region of the Lambda. */
+export function defaultAwsClients(): AwsClients {
+  return { s3: new S3Client({}), ec2: new EC2Client({}), ssm: new SSMClient({}), eic: new EC2InstanceConnectClient({}) };
+}
+
+export function awsDeps(env: NodeJS.ProcessEnv = process.env, clients: AwsClients = defaultAwsClients()): StepDeps {
+  const bucket = env.ARTIFACT_BUCKET;
+  if (!bucket) throw new PluginError('InvalidInput', 'ARTIFACT_BUCKET is not set', 'deploy with infra/ (it sets the function environment)');
+  const defaultTransport: Ec2Transport = env.DEFAULT_TRANSPORT === 'eic' ? 'eic' : 'ssm';
+  const stepTimeoutMs = positiveInt(env.HOST_STEP_TIMEOUT_MS, 120_000);
+  const endpoint = env.EIC_ENDPOINT_ID && env.EIC_ENDPOINT_DNS ? { id: env.EIC_ENDPOINT_ID, dnsName: env.EIC_ENDPOINT_DNS } : undefined;
+  return {
+    workspaces: new Ec2WorkspaceDirectory({ client: clients.ec2, defaultTransport }),
+    hosts: transportResolver({
+      eic: eicHostResolver({ client: clients.eic, osUser: env.EIC_OS_USER || 'ubuntu', stepTimeoutMs, endpoint }),
+      ssm: ssmHostResolver({ client: clients.ssm, stepTimeoutMs }),
+    }),
+    artifacts: new S3ArtifactStore({ client: clients.s3, bucket }),
+    sources: { s3: clients.s3, fetch: globalThis.fetch },
+    leaseSeconds: positiveInt(env.LEASE_SECONDS, 900),
+    // Lambda cannot vouch for a process on the workspace host: leases expire instead.
+    lockOwnerPid: 0,
+    hostTimeoutMs: stepTimeoutMs,
+    clock: () => new Date(),
+  };
+}

@@ -1,0 +1,209 @@
+/**
+ * The control plane's HTTP API, independent of how requests arrive (API Gateway proxy events in
+ * the api Lambda, node:http in `pluginctl serve`). Each route validates its input, checks the
+ * workspace (three outcomes), and starts a workflow or reads the host; it never waits for a
+ * workflow to finish.
+ */
+import { createHash } from 'node:crypto';
+import type { z } from 'zod';
+import { artifactKey } from '../artifacts/artifact-store.ts';
+import { PluginError } from '../errors.ts';
+import { executionName } from '../execution-name.ts';
+import { EXTERNAL_HINT } from '../runtimes.ts';
+import { pluginNameHint } from '../sources/name-hint.ts';
+import { assertSourcePinned } from '../sources/resolve-source.ts';
+import { newStamp } from '../stamp.ts';
+import { listPlugins } from '../steps/list-plugins.ts';
+import type { StepDeps } from '../steps/step-deps.ts';
+import type { WorkflowEngine } from '../workflow/workflow-engine.ts';
+import type { WorkflowName } from '../workflow/workflow-files.ts';
+import type { WorkspaceRecord } from '../workspaces/workspace-directory.ts';
+import { InstallBody, MAX_BODY_BYTES, PluginNameParam, WorkspaceIdParam } from './api-schemas.ts';
+import { statusOf } from './http-status.ts';
+
+export interface ApiRequest {
+  method: string;
+  /** Path without the stage prefix, e.g. /workspaces/ws1/plugins. */
+  path: string;
+  /** Lower-cased header names. */
+  headers: Record<string, string | undefined>;
+  body: string | null;
+}
+
+export interface ApiResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string | null;
+}
+
+export interface ApiDeps {
+  steps: StepDeps;
+  engine: WorkflowEngine;
+  /** Prefix for URLs the API hands out (API Gateway stage, e.g. /prod). */
+  basePath?: string;
+  /** Seconds a download URL stays valid. */
+  downloadUrlSeconds?: number;
+}
+
+const JSON_HEADERS = { 'content-type': 'application/json' };
+/** How long a caller should wait after a transient failure (503). */
+const RETRY_AFTER_SECONDS = '5';
+
+function json(status: number, body: unknown, headers: Record<string, string> = {}): ApiResponse {
+  return { status, headers: { ...JSON_HEADERS, ...headers }, body: JSON.stringify(body) };
+}
+
+export function errorResponse(err: PluginError): ApiResponse {
+  const status = statusOf(err.code);
+  return json(status, { error: err.toJSON() }, status === 503 ? { 'retry-after': RETRY_AFTER_SECONDS } : {});
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const r = schema.safeParse(value);
+  if (!r.success) {
+    const issues = r.error.issues.map((i) => `${i.path.join('.') || what}: ${i.message}`).join('; ');
+    throw new PluginError('InvalidInput', `invalid ${what}: ${issues}`, 'see GET /openapi.json for the request shape');
+  }
+  return r.data;
+}
+
+/**
+ * Looks the workspace up and applies the design's order: an external runtime answers 422 with
+ * the download hint before anything else, then unknown (404), not running (409); a transient
+ * lookup error propagates as HostUnreachable (503).
+ */
+async function workspaceFor(deps: ApiDeps, id: string, refuseExternal: boolean): Promise<WorkspaceRecord> {
+  const found = await deps.steps.workspaces.lookup(id);
+  if (found.status !== 'not-found' && found.workspace?.runtime === 'external' && refuseExternal) {
+    throw new PluginError('ExternalRuntime', `workspace ${id} runs the external runtime: plugins are not pushed to it`, EXTERNAL_HINT);
+  }
+  if (found.status === 'not-found') throw new PluginError('WorkspaceNotFound', `workspace ${id} does not exist`, 'check the workspace id (EC2 tag WorkspaceId)');
+  if (found.status === 'not-running') throw new PluginError('WorkspaceNotRunning', `workspace ${id} is not running: ${found.reason}`, 'start the workspace, then retry');
+  return found.workspace;
+}
+
+/**
+ * With an Idempotency-Key the execution name is derived from it, so a retried request meets the
+ * existing execution instead of starting another one.
+ */
+function nameFor(workspace: string, plugin: string, idempotencyKey: string | undefined, clock: () => Date): { name: string; stamp: string } {
+  const stamp = newStamp(clock());
+  if (!idempotencyKey) return { name: executionName(workspace, plugin, stamp), stamp };
+  if (idempotencyKey.length > 256) throw new PluginError('InvalidInput', 'Idempotency-Key is longer than 256 characters', 'use a UUID');
+  const digest = createHash('sha256').update(`${workspace}\n${idempotencyKey}`).digest('hex').slice(0, 24);
+  const suffix = `k${digest}`;
+  // Same readable head as usual (<workspace>-<plugin>), the key's digest in place of the stamp.
+  const head = executionName(workspace, plugin, stamp).slice(0, -(stamp.length + 1));
+  return { name: `${head.slice(0, 80 - suffix.length - 1).replace(/-+$/, '')}-${suffix}`, stamp };
+}
+
+async function start(deps: ApiDeps, workflow: WorkflowName, name: string, input: Record<string, unknown>): Promise<ApiResponse> {
+  const started = await deps.engine.start(workflow, name, input);
+  const statusUrl = `${deps.basePath ?? ''}/executions/${started.id}`;
+  return json(202, { installId: started.id, executionArn: started.executionArn, statusUrl }, { location: statusUrl, ...(started.existing ? { 'idempotent-replayed': 'true' } : {}) });
+}
+
+async function install(deps: ApiDeps, req: ApiRequest, id: string): Promise<ApiResponse> {
+  if (req.body && Buffer.byteLength(req.body) > MAX_BODY_BYTES) {
+    return json(413, { error: { code: 'InvalidInput', message: `request body is larger than ${MAX_BODY_BYTES} bytes`, hint: 'send only {source, sha256?, runtime?}' } });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(req.body ?? '');
+  } catch {
+    throw new PluginError('InvalidInput', 'request body is not JSON', 'send {"source": "...", "sha256": "...", "runtime": "..."}');
+  }
+  const workspace = await workspaceFor(deps, id, true);
+  const body = parse(InstallBody, raw, 'body');
+  if (body.runtime && body.runtime !== workspace.runtime) {
+    throw new PluginError('InvalidInput', `workspace ${id} runs ${workspace.runtime}, not ${body.runtime}`, 'drop runtime or pick the right workspace');
+  }
+  assertSourcePinned(body.source, body.sha256);
+  const hint = pluginNameHint(body.source);
+  // A plugin whose name is known up front and whose lock is held answers 409 now, rather than
+  // starting an execution that would wait for it.
+  if (/^local:\/\//.test(body.source)) {
+    const listing = await listPlugins(deps.steps, id);
+    const lock = listing.locks.find((l) => l.name === hint);
+    if (lock) throw new PluginError('LockBusy', `plugin ${hint} on ${id} is busy (operation ${lock.stamp})`, 'retry when it finishes');
+  }
+  const { name, stamp } = nameFor(id, hint, req.headers['idempotency-key'], deps.steps.clock);
+  return start(deps, 'install', name, { workspace: id, source: body.source, sha256: body.sha256 ?? null, runtime: body.runtime ?? null, stamp });
+}
+
+async function pluginOperation(deps: ApiDeps, req: ApiRequest, id: string, plugin: string, workflow: 'uninstall' | 'rollback'): Promise<ApiResponse> {
+  await workspaceFor(deps, id, true);
+  const listing = await listPlugins(deps.steps, id);
+  if (listing.degraded) throw new PluginError('HostUnreachable', `cannot reach the host of ${id}: ${listing.reason ?? ''}`, 'retry shortly');
+  if (listing.locks.some((l) => l.name === plugin)) throw new PluginError('LockBusy', `plugin ${plugin} on ${id} is busy`, 'retry when the running operation finishes');
+  if (workflow === 'uninstall' && !listing.plugins.some((p) => p.name === plugin)) {
+    throw new PluginError('NotInstalled', `plugin ${plugin} is not installed on ${id}`, 'GET /workspaces/{id}/plugins lists what is installed');
+  }
+  if (workflow === 'rollback' && !listing.snapshots.some((s) => s.name === plugin)) {
+    throw new PluginError('NothingToRestore', `plugin ${plugin} on ${id} has no snapshot to roll back to`, 'install the version you want instead');
+  }
+  const { name, stamp } = nameFor(id, plugin, req.headers['idempotency-key'], deps.steps.clock);
+  return start(deps, workflow, name, { workspace: id, plugin, stamp });
+}
+
+async function list(deps: ApiDeps, id: string): Promise<ApiResponse> {
+  const found = await deps.steps.workspaces.lookup(id);
+  if (found.status === 'not-found') throw new PluginError('WorkspaceNotFound', `workspace ${id} does not exist`, 'check the workspace id');
+  if (found.workspace?.runtime === 'external') {
+    return json(200, { workspace: id, plugins: [], degraded: true, reason: `external workspace: ${EXTERNAL_HINT}` });
+  }
+  const listing = await listPlugins(deps.steps, id);
+  const plugins = listing.plugins.map(({ name, version, sha256, installedAt, complete }) => ({ name, version, sha256, installedAt, complete }));
+  return json(200, { workspace: id, plugins, degraded: listing.degraded, ...(listing.reason ? { reason: listing.reason } : {}) });
+}
+
+async function download(deps: ApiDeps, id: string, plugin: string): Promise<ApiResponse> {
+  await workspaceFor(deps, id, false);
+  const listing = await listPlugins(deps.steps, id);
+  if (listing.degraded) throw new PluginError('HostUnreachable', `cannot reach the host of ${id}: ${listing.reason ?? ''}`, 'retry shortly');
+  const live = listing.plugins.find((p) => p.name === plugin);
+  if (!live?.sha256) throw new PluginError('NotInstalled', `plugin ${plugin} is not installed (and marked) on ${id}`, 'install it first');
+  const key = artifactKey(live.sha256);
+  if (!deps.steps.artifacts.presignGet || !(await deps.steps.artifacts.exists(key))) {
+    throw new PluginError('NotInstalled', `the tarball of ${plugin} ${live.version ?? ''} is no longer in the artifact store`, 'install it again to store it');
+  }
+  const url = await deps.steps.artifacts.presignGet(key, deps.downloadUrlSeconds ?? 300);
+  return { status: 302, headers: { location: url, 'cache-control': 'no-store' }, body: null };
+}
+
+async function execution(deps: ApiDeps, id: string): Promise<ApiResponse> {
+  const summary = await deps.engine.describe(id);
+  if (!summary) return json(404, { error: { code: 'NotFound', message: `no execution ${id}`, hint: 'use the statusUrl returned when the operation started' } });
+  return json(200, summary);
+}
+
+const ROUTES: [string, RegExp, (deps: ApiDeps, req: ApiRequest, params: string[]) => Promise<ApiResponse>][] = [
+  ['POST', /^\/workspaces\/([^/]+)\/plugins$/, (d, r, [id]) => install(d, r, parse(WorkspaceIdParam, id, 'workspace id'))],
+  ['GET', /^\/workspaces\/([^/]+)\/plugins$/, (d, _r, [id]) => list(d, parse(WorkspaceIdParam, id, 'workspace id'))],
+  ['DELETE', /^\/workspaces\/([^/]+)\/plugins\/([^/]+)$/, (d, r, [id, name]) => pluginOperation(d, r, parse(WorkspaceIdParam, id, 'workspace id'), parse(PluginNameParam, name, 'plugin name'), 'uninstall')],
+  ['POST', /^\/workspaces\/([^/]+)\/plugins\/([^/]+)\/rollback$/, (d, r, [id, name]) => pluginOperation(d, r, parse(WorkspaceIdParam, id, 'workspace id'), parse(PluginNameParam, name, 'plugin name'), 'rollback')],
+  ['GET', /^\/workspaces\/([^/]+)\/plugins\/([^/]+)\/download$/, (d, _r, [id, name]) => download(d, parse(WorkspaceIdParam, id, 'workspace id'), parse(PluginNameParam, name, 'plugin name'))],
+  ['GET', /^\/executions\/([^/]+)$/, (d, _r, [id]) => execution(d, id!)],
+];
+
+export async function handleApiRequest(req: ApiRequest, deps: ApiDeps): Promise<ApiResponse> {
+  // Match the raw path and decode each parameter once: an encoded "/" stays inside its parameter.
+  const path = req.path.replace(/\/+$/, '') || '/';
+  const matching = ROUTES.filter(([, pattern]) => pattern.test(path));
+  if (matching.length === 0) return json(404, { error: { code: 'NotFound', message: `no route ${path.slice(0, 200)}`, hint: 'see GET /openapi.json' } });
+  const route = matching.find(([method]) => method === req.method.toUpperCase());
+  if (!route) return json(405, { error: { code: 'MethodNotAllowed', message: `${req.method} is not allowed on ${path.slice(0, 200)}`, hint: '' } }, { allow: matching.map(([m]) => m).join(', ') });
+  try {
+    const params = route[1].exec(path)!.slice(1).map((p) => {
+      try {
+        return decodeURIComponent(p);
+      } catch {
+        throw new PluginError('InvalidInput', 'malformed percent-encoding in the path', 'encode path parameters with encodeURIComponent');
+      }
+    });
+    return await route[2](deps, req, params);
+  } catch (err) {
+    if (err instanceof PluginError) return errorResponse(err);
+    throw err;
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * WorkflowEngine on AWS Step Functions. Execution names are deterministic for a given
+ * Idempotency-Key, so a retried request meets ExecutionAlreadyExists and gets the first
+ * execution back instead of starting a second.
+ */
+import {
+  DescribeExecutionCommand,
+  ExecutionAlreadyExists,
+  ExecutionDoesNotExist,
+  GetExecutionHistoryCommand,
+  StartExecutionCommand,
+  type HistoryEvent,
+  type SFNClient,
+} from '@aws-sdk/client-sfn';
+import { errorFromFailure, PluginError } from '../errors.ts';
+import { executionId, parseExecutionId, type ExecutionStatus, type ExecutionStepSummary, type ExecutionSummary, type StartedExecution, type WorkflowEngine } from './workflow-engine.ts';
+import type { WorkflowName } from './workflow-files.ts';
+
+export interface SfnWorkflowEngineOptions {
+  client: SFNClient;
+  /** State machine ARN per workflow. */
+  stateMachines: Record<WorkflowName, string>;
+}
+
+const TRANSIENT = new Set(['ThrottlingException', 'TooManyRequestsException', 'ServiceUnavailable', 'InternalServerError', 'RequestTimeout']);
+
+/** SDK errors the caller can do something about become PluginErrors; the rest propagate. */
+export function mapSfnError(err: unknown, doing: string): never {
+  const name = (err as { name?: string } | undefined)?.name ?? '';
+  const status = (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode ?? 0;
+  if (TRANSIENT.has(name) || status >= 500) {
+    throw new PluginError('HostUnreachable', `Step Functions is unavailable while ${doing}: ${name || status}`, 'retry shortly');
+  }
+  if (name === 'AccessDeniedException') {
+    throw new PluginError('HostStepFailed', `not allowed to ${doing}: ${(err as Error).message}`, 'check the api function\'s IAM policy for states:StartExecution/DescribeExecution');
+  }
+  if (name === 'StateMachineDoesNotExist' || name === 'InvalidArn') {
+    throw new PluginError('HostStepFailed', `state machine missing while ${doing}: ${(err as Error).message}`, 'check the STATE_MACHINE_* settings of the api function');
+  }
+  throw err;
+}
+
+function executionArnOf(stateMachineArn: string, name: string): string {
+  return `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
+}
+
+export class SfnWorkflowEngine implements WorkflowEngine {
+  constructor(private readonly options: SfnWorkflowEngineOptions) {}
+
+  async start(workflow: WorkflowName, executionName: string, input: Record<string, unknown>): Promise<StartedExecution> {
+    const stateMachineArn = this.options.stateMachines[workflow];
+    const id = executionId(workflow, executionName);
+    try {
+      const out = await this.options.client.send(new StartExecutionCommand({ stateMachineArn, name: executionName, input: JSON.stringify(input) }));
+      return { id, executionArn: out.executionArn!, executionName, existing: false };
+    } catch (err) {
+      if (err instanceof ExecutionAlreadyExists || (err as { name?: string }).name === 'ExecutionAlreadyExists') {
+        return { id, executionArn: executionArnOf(stateMachineArn, executionName), executionName, existing: true };
+      }
+      return mapSfnError(err, `starting ${workflow}`);
+    }
+  }
+
+  async describe(id: string): Promise<ExecutionSummary | undefined> {
+    const { workflow, executionName } = parseExecutionId(id);
+    const executionArn = executionArnOf(this.options.stateMachines[workflow], executionName);
+    let described;
+    try {
+      described = await this.options.client.send(new DescribeExecutionCommand({ executionArn }));
+    } catch (err) {
+      if (err instanceof ExecutionDoesNotExist || (err as { name?: string }).name === 'ExecutionDoesNotExist') return undefined;
+      return mapSfnError(err, `describing ${id}`);
+    }
+    const events: HistoryEvent[] = [];
+    let nextToken: string | undefined;
+    try {
+      do {
+        const page = await this.options.client.send(new GetExecutionHistoryCommand({ executionArn, nextToken, maxResults: 1000, includeExecutionData: false }));
+        events.push(...(page.events ?? []));
+        nextToken = page.nextToken;
+      } while (nextToken);
+    } catch (err) {
+      return mapSfnError(err, `reading the history of ${id}`);
+    }
+    const summary: ExecutionSummary = {
+      id,
+      executionArn,
+      workflow,
+      status: (described.status ?? 'RUNNING') as ExecutionStatus,
+      startedAt: (described.startDate ?? new Date(0)).toISOString(),
+      stoppedAt: described.stopDate ? described.stopDate.toISOString() : null,
+      steps: summarizeHistory(events),
+    };
+    if (described.status === 'FAILED') summary.error = errorFromFailure(described.error, described.cause).toJSON();
+    return summary;
+  }
+}
+
+/** One entry per state entered, with its outcome, duration and retries, from the history events. */
+export function summarizeHistory(events: HistoryEvent[]): ExecutionStepSummary[] {
+  const steps: (ExecutionStepSummary & { started: number; failedAt?: number })[] = [];
+  const current = () => steps.at(-1);
+  for (const e of events) {
+    const at = e.timestamp ? e.timestamp.getTime() : 0;
+    if (e.stateEnteredEventDetails?.name) {
+      steps.push({ name: e.stateEnteredEventDetails.name, status: 'running', ms: null, attempts: 0, started: at });
+    } else if (e.type === 'TaskScheduled' || e.type === 'LambdaFunctionScheduled') {
+      const s = current();
+      if (s) s.attempts++;
+    } else if (e.type === 'TaskFailed' || e.type === 'LambdaFunctionFailed' || e.type === 'TaskTimedOut' || e.type === 'LambdaFunctionTimedOut') {
+      const s = current();
+      const details = e.taskFailedEventDetails ?? e.lambdaFunctionFailedEventDetails ?? e.taskTimedOutEventDetails ?? e.lambdaFunctionTimedOutEventDetails;
+      if (s) {
+        s.error = details?.error ?? 'States.TaskFailed';
+        s.failedAt = at;
+      }
+    } else if (e.stateExitedEventDetails?.name) {
+      const s = steps.findLast((x) => x.name === e.stateExitedEventDetails!.name && x.status === 'running');
+      if (s) {
+        s.status = 'succeeded';
+        s.ms = at - s.started;
+        // A step that failed and was retried successfully is a success with attempts > 1.
+        delete s.error;
+      }
+    } else if (e.type === 'ExecutionFailed' || e.type === 'ExecutionTimedOut' || e.type === 'ExecutionAborted') {
+      for (const s of steps) {
+        if (s.status === 'running') {
+          s.status = 'failed';
+          s.ms = (s.failedAt ?? at) - s.started;
+          s.error ??= e.executionFailedEventDetails?.error ?? e.type;
+        }
+      }
+    }
+  }
+  // States caught by a Catch exit without StateExited; mark those that failed and moved on.
+  for (let i = 0; i < steps.length - 1; i++) {
+    const s = steps[i]!;
+    if (s.status === 'running') {
+      s.status = 'failed';
+      s.ms = (s.failedAt ?? steps[i + 1]!.started) - s.started;
+    }
+  }
+  return steps.map(({ started: _started, failedAt: _failedAt, ...rest }) => ({ ...rest, attempts: Math.max(1, rest.attempts) }));
+}

@@ -1,0 +1,57 @@
+/**
+ * The `WorkflowEngine` port: start a workflow execution and read back how it is going. Adapters:
+ * AWS Step Functions (sfn-workflow-engine.ts) and the in-process runner (local-workflow-engine.ts)
+ * behind `pluginctl serve`.
+ */
+import { PluginError } from '../errors.ts';
+import { WORKFLOWS, type WorkflowName } from './workflow-files.ts';
+
+export type ExecutionStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED';
+
+export interface StartedExecution {
+  /** `<workflow>.<executionName>`: what GET /executions/{id} takes. */
+  id: string;
+  executionArn: string;
+  executionName: string;
+  /** True when an execution of that name already existed (an idempotent retry). */
+  existing: boolean;
+}
+
+export interface ExecutionStepSummary {
+  name: string;
+  status: 'succeeded' | 'failed' | 'running';
+  ms: number | null;
+  attempts: number;
+  error?: string;
+}
+
+export interface ExecutionSummary {
+  id: string;
+  executionArn: string;
+  workflow: WorkflowName;
+  status: ExecutionStatus;
+  startedAt: string;
+  stoppedAt: string | null;
+  steps: ExecutionStepSummary[];
+  error?: { code: string; message: string; hint: string };
+}
+
+export interface WorkflowEngine {
+  start(workflow: WorkflowName, executionName: string, input: Record<string, unknown>): Promise<StartedExecution>;
+  /** Undefined when there is no such execution. */
+  describe(id: string): Promise<ExecutionSummary | undefined>;
+}
+
+export function executionId(workflow: WorkflowName, executionName: string): string {
+  return `${workflow}.${executionName}`;
+}
+
+export function parseExecutionId(id: string): { workflow: WorkflowName; executionName: string } {
+  const dot = id.indexOf('.');
+  const workflow = id.slice(0, dot) as WorkflowName;
+  const executionName = id.slice(dot + 1);
+  if (dot < 0 || !WORKFLOWS.includes(workflow) || !/^[A-Za-z0-9_-]{1,80}$/.test(executionName)) {
+    throw new PluginError('InvalidInput', `invalid execution id ${JSON.stringify(id.slice(0, 100))}`, 'use the id returned when the operation was started, e.g. install.<execution name>');
+  }
+  return { workflow, executionName };
+}

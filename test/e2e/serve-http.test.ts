@@ -1,0 +1,155 @@
+/**
+ * The HTTP API end to end over real HTTP against `pluginctl serve` (in-process server, real
+ * workflows and host steps): install, list, download, uninstall, rollback, execution status;
+ * 401 without the token; 422 with the hint for an external workspace; one execution per
+ * Idempotency-Key.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openApiDocument } from '../../lambdas/core/api/openapi.ts';
+import { startServer, type RunningServer } from '../../bin/cli/serve.ts';
+
+const TOKEN = 'test-token-0123456789';
+let home: string;
+let server: RunningServer;
+
+async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(`${server.url}${path}`, {
+    method,
+    redirect: 'manual',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', ...headers },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json: Record<string, unknown> | undefined;
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, json, text };
+}
+
+async function finished(statusUrl: string) {
+  for (let i = 0; i < 200; i++) {
+    const r = await call('GET', statusUrl);
+    if (r.json?.status !== 'RUNNING') return r.json!;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`execution ${statusUrl} did not finish`);
+}
+
+beforeAll(async () => {
+  home = await mkdtemp(join(tmpdir(), 'serve-'));
+  await writeFile(
+    join(home, 'workspaces.json'),
+    JSON.stringify({ workspaces: { ws1: { runtime: 'claude-code' }, ext: { runtime: 'external' }, sleepy: { runtime: 'hermes', state: 'stopped' } } }),
+  );
+  server = await startServer({ home, token: TOKEN, port: 0, retryDelayMs: 5 });
+});
+afterAll(async () => {
+  await server?.close();
+  await rm(home, { recursive: true, force: true });
+});
+
+describe('pluginctl serve', () => {
+  it('refuses every route without the bearer token (401)', async () => {
+    for (const [method, path] of [['GET', '/workspaces/ws1/plugins'], ['POST', '/workspaces/ws1/plugins'], ['GET', '/openapi.json'], ['GET', '/executions/install.x']]) {
+      const res = await fetch(`${server.url}${path}`, { method });
+      expect(res.status, path).toBe(401);
+      const wrong = await fetch(`${server.url}${path}`, { method, headers: { authorization: 'Bearer nope' } });
+      expect(wrong.status, path).toBe(401);
+    }
+  });
+
+  it('installs, lists, downloads, uninstalls and rolls back, with execution status', async () => {
+    const started = await call('POST', '/workspaces/ws1/plugins', { source: 'local://hello-skills@1.0.0' });
+    expect(started.status).toBe(202);
+    expect(started.json).toMatchObject({ installId: expect.stringMatching(/^install\.ws1-hello-skills-/), statusUrl: expect.stringMatching(/^\/executions\//) });
+    const done = await finished(String(started.json!.statusUrl));
+    expect(done.status).toBe('SUCCEEDED');
+    expect((done.steps as { name: string }[]).map((s) => s.name)).toEqual(['Prepare', 'AcquireLock', 'StageOnHost', 'SnapshotLive', 'SwapIntoPlace', 'WriteMarker', 'ReleaseLock', 'NotifyInstalled', 'Installed']);
+
+    const v2 = await call('POST', '/workspaces/ws1/plugins', { source: 'local://hello-skills@1.1.0' });
+    expect((await finished(String(v2.json!.statusUrl))).status).toBe('SUCCEEDED');
+
+    const listed = await call('GET', '/workspaces/ws1/plugins');
+    expect(listed.status).toBe(200);
+    expect(listed.json).toMatchObject({ workspace: 'ws1', degraded: false, plugins: [{ name: 'hello-skills', version: '1.1.0', complete: true }] });
+    const sha = (listed.json!.plugins as { sha256: string }[])[0]!.sha256;
+
+    const dl = await call('GET', '/workspaces/ws1/plugins/hello-skills/download');
+    expect(dl.status).toBe(302);
+    const location = dl.headers.get('location')!;
+    const tarball = Buffer.from(await (await fetch(location)).arrayBuffer());
+    expect(createHash('sha256').update(tarball).digest('hex')).toBe(sha);
+    // The link's signature is its credential: tampering with it is refused.
+    expect((await fetch(location.replace(/signature=./, 'signature=0'))).status).toBe(403);
+
+    const rolled = await call('POST', '/workspaces/ws1/plugins/hello-skills/rollback');
+    expect(rolled.status).toBe(202);
+    expect((await finished(String(rolled.json!.statusUrl))).status).toBe('SUCCEEDED');
+    expect((await call('GET', '/workspaces/ws1/plugins')).json).toMatchObject({ plugins: [{ name: 'hello-skills', version: '1.0.0' }] });
+
+    const removed = await call('DELETE', '/workspaces/ws1/plugins/hello-skills');
+    expect(removed.status).toBe(202);
+    expect((await finished(String(removed.json!.statusUrl))).status).toBe('SUCCEEDED');
+    expect((await call('GET', '/workspaces/ws1/plugins')).json).toMatchObject({ plugins: [] });
+    expect((await call('DELETE', '/workspaces/ws1/plugins/hello-skills')).status).toBe(404);
+
+    // Uninstall can be rolled back.
+    const back = await call('POST', '/workspaces/ws1/plugins/hello-skills/rollback');
+    expect((await finished(String(back.json!.statusUrl))).status).toBe('SUCCEEDED');
+    expect((await call('GET', '/workspaces/ws1/plugins')).json).toMatchObject({ plugins: [{ name: 'hello-skills', version: '1.0.0' }] });
+    const events = (await readFile(join(home, 'events.jsonl'), 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { detailType: string }).detailType);
+    expect(events).toEqual(['Plugin Installed', 'Plugin Installed', 'Plugin Rolled Back', 'Plugin Uninstalled', 'Plugin Rolled Back']);
+  });
+
+  it('answers 422 with the download hint for an external workspace', async () => {
+    for (const [method, path, body] of [['POST', '/workspaces/ext/plugins', { source: 'local://hello-skills' }], ['DELETE', '/workspaces/ext/plugins/hello-skills', undefined]] as const) {
+      const r = await call(method, path, body);
+      expect(r.status).toBe(422);
+      expect(r.json).toMatchObject({ error: { code: 'ExternalRuntime', hint: 'external workspaces pull plugins via GET /workspaces/:id/plugins/:name/download' } });
+    }
+  });
+
+  it('gives one execution for the same Idempotency-Key', async () => {
+    const first = await call('POST', '/workspaces/ws1/plugins', { source: 'local://hello-skills@1.1.0' }, { 'idempotency-key': 'req-42' });
+    const second = await call('POST', '/workspaces/ws1/plugins', { source: 'local://hello-skills@1.1.0' }, { 'idempotency-key': 'req-42' });
+    expect(first.status).toBe(202);
+    expect(second.status).toBe(202);
+    expect(second.json!.installId).toBe(first.json!.installId);
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
+    await finished(String(first.json!.statusUrl));
+    const other = await call('POST', '/workspaces/ws1/plugins', { source: 'local://hello-skills@1.1.0' }, { 'idempotency-key': 'req-43' });
+    expect(other.json!.installId).not.toBe(first.json!.installId);
+    await finished(String(other.json!.statusUrl));
+  });
+
+  it('answers the rest of the status table', async () => {
+    expect((await call('POST', '/workspaces/nope/plugins', { source: 'local://hello-skills' })).status).toBe(404);
+    expect((await call('POST', '/workspaces/sleepy/plugins', { source: 'local://hello-skills' })).status).toBe(409);
+    expect((await call('POST', '/workspaces/ws1/plugins', 'not json')).status).toBe(400);
+    expect((await call('POST', '/workspaces/ws1/plugins', { source: 'x', extra: 1 })).status).toBe(400);
+    expect((await call('POST', '/workspaces/ws1/plugins', { source: 'x'.repeat(70 * 1024) })).status).toBe(413);
+    const unpinned = await call('POST', '/workspaces/ws1/plugins', { source: 'https://example.com/p.tar.gz' });
+    expect(unpinned.status).toBe(422);
+    expect(unpinned.json).toMatchObject({ error: { code: 'UnpinnedSource' } });
+    expect((await call('POST', '/workspaces/ws1/plugins/never-installed/rollback')).status).toBe(409);
+    expect((await call('GET', '/workspaces/ws1/plugins/never-installed/download')).status).toBe(404);
+    expect((await call('GET', '/workspaces/..%2Fetc/plugins')).status).toBe(400);
+    expect((await call('GET', '/executions/install.nope')).status).toBe(404);
+    expect((await call('PUT', '/workspaces/ws1/plugins')).status).toBe(405);
+  });
+
+  it('serves the OpenAPI document generated from the schemas, equal to docs/openapi.json', async () => {
+    const r = await call('GET', '/openapi.json');
+    expect(r.status).toBe(200);
+    expect(r.json).toEqual(openApiDocument());
+    const committed = JSON.parse(await readFile(new URL('../../docs/openapi.json', import.meta.url), 'utf8')) as unknown;
+    expect(committed, 'docs/openapi.json is stale: run npm run openapi').toEqual(openApiDocument());
+  });
+});

@@ -1,0 +1,550 @@
+/**
+ * The EC2 Instance Connect adapter (lambdas/core/host/eic-host.ts) over real protocols on
+ * loopback: the real EC2InstanceConnectClient against the EIC API stand-in (SigV4-checked), a real
+ * OpenSSH sshd whose AuthorizedKeysCommand serves the pushed keys, and the EIC Endpoint tunnel
+ * stand-in (presigned WebSocket, signature recomputed). Host steps run as a non-root OS user
+ * through `sudo -n`, exactly as on a workspace instance.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { EC2InstanceConnectClient } from '@aws-sdk/client-ec2-instance-connect';
+import { pack } from 'tar-stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { PluginError } from '../../lambdas/core/errors.ts';
+import { executionName } from '../../lambdas/core/execution-name.ts';
+import { EicHost, eicHostResolver } from '../../lambdas/core/host/eic-host.ts';
+import { openEicTunnel, presignOpenTunnelPath, presignOpenTunnelUrl } from '../../lambdas/core/host/eic-tunnel.ts';
+import { HostSteps, type PluginRef } from '../../lambdas/core/host/host-steps.ts';
+import { newStamp } from '../../lambdas/core/stamp.ts';
+import { goodTarball, MANIFEST } from '../fixtures/hostile-tarballs.ts';
+import { TEST_CREDENTIALS, TEST_REGION } from '../servers/eic-api.ts';
+import { startEicHarness, TEST_ENDPOINT_DNS, TEST_ENDPOINT_ID, type EicHarness } from '../servers/eic-harness.ts';
+import { sshdAvailable } from '../servers/sshd.ts';
+
+const MiB = 1024 * 1024;
+const sha256 = (buf: Buffer): string => createHash('sha256').update(buf).digest('hex');
+
+async function failure(promise: Promise<unknown>): Promise<PluginError> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(PluginError);
+    return error as PluginError;
+  }
+  throw new Error('expected a PluginError, but the call succeeded');
+}
+
+function pluginFiles(name: string, version: string): Record<string, string> {
+  return {
+    'plugin.yaml': `name: ${name}\nversion: ${version}\ndescription: eic test\n`,
+    'skills/greet/SKILL.md': `greet v${version}\n`,
+    'config/settings.yaml': `version: ${version}\n`,
+  };
+}
+
+interface Installed {
+  stamp: string;
+  sha: string;
+  results: string[];
+}
+
+/** One full install through HostSteps: lock → stage → snapshot → swap → mark → unlock. */
+async function install(steps: HostSteps, workspaceId: string, name: string, version: string): Promise<Installed> {
+  const buf = await goodTarball(pluginFiles(name, version));
+  const sha = sha256(buf);
+  const stamp = newStamp();
+  const plugin: PluginRef = { name, stamp };
+  const execution = executionName(workspaceId, name, stamp);
+  const results: string[] = [];
+  results.push((await steps.lock(plugin, execution, process.pid, 300)).result);
+  results.push((await steps.stage(plugin, sha, 0, { stream: Readable.from([buf]) })).result);
+  results.push(await steps.snapshot(plugin));
+  results.push(await steps.swap(plugin));
+  results.push(await steps.mark(plugin, { version, sha256: sha, execution, installedAt: new Date().toISOString() }));
+  results.push(await steps.unlock(plugin));
+  return { stamp, sha, results };
+}
+
+function expectOwnedByAgent(dir: string): void {
+  const queue = [dir];
+  let count = 0;
+  while (queue.length) {
+    const path = queue.shift()!;
+    const st = statSync(path);
+    expect({ path, uid: st.uid, gid: st.gid }).toEqual({ path, uid: 1000, gid: 1000 });
+    count++;
+    if (st.isDirectory()) {
+      for (const entry of readdirSync(path)) queue.push(join(path, entry));
+    }
+  }
+  expect(count).toBeGreaterThan(3);
+}
+
+/** Waits until `predicate` holds (polling), or fails after `ms`. */
+async function until(predicate: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function partialExists(root: string, name: string, stamp: string): Promise<boolean> {
+  const entries = await readdir(join(root, '.staging')).catch(() => [] as string[]);
+  return entries.includes(`${name}.${stamp}.partial`);
+}
+
+/** A plugin tarball with one incompressible file of `bytes`, written to `path`; returns its sha256. */
+async function bigTarball(path: string, bytes: number): Promise<string> {
+  const archive = pack();
+  const hash = createHash('sha256');
+  const written = pipeline(
+    archive,
+    createGzip({ level: 1 }),
+    new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        hash.update(chunk);
+        callback(null, chunk);
+      },
+    }),
+    createWriteStream(path),
+  );
+  const mtime = new Date('2026-01-01T00:00:00Z');
+  archive.entry({ name: 'plugin.yaml', mode: 0o644, mtime }, MANIFEST);
+  let left = bytes;
+  const blob = new Readable({
+    read() {
+      if (left <= 0) {
+        this.push(null);
+        return;
+      }
+      const n = Math.min(MiB, left);
+      left -= n;
+      this.push(randomBytes(n));
+    },
+  });
+  const entry = archive.entry({ name: 'blob.bin', size: bytes, mode: 0o644, mtime });
+  await pipeline(blob, entry);
+  archive.finalize();
+  await written;
+  return hash.digest('hex');
+}
+
+/** Opens a WebSocket by hand and reports the HTTP status (101 when the tunnel opened). */
+function rawOpen(url: string, host: string): Promise<number> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, { headers: { host }, handshakeTimeout: 5_000 });
+    ws.on('unexpected-response', (req, res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+      req.destroy();
+    });
+    ws.on('open', () => {
+      resolve(101);
+      ws.terminate();
+    });
+    ws.on('error', () => resolve(-1));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe.skipIf(!sshdAvailable)('EIC host, direct to the private IP', () => {
+  let h: EicHarness;
+  beforeAll(async () => {
+    h = await startEicHarness();
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it('resolves eic workspaces to <rootPrefix><runtime root>, owner 1000:1000, and refuses others', () => {
+    const target = h.resolver(h.workspace('ws-a'));
+    expect(target.host).toBeInstanceOf(EicHost);
+    expect(target.host.transport).toBe('eic');
+    expect(target.host.streamsStdin).toBe(true);
+    expect(target.root).toBe(`${h.hostRoot}/configs/plugins`);
+    expect(target.ownerSpec).toBe('1000:1000');
+    expect(h.resolver(h.workspace('ws-b', 'hermes')).root).toBe(`${h.hostRoot}/home/ubuntu/.hermes/plugins`);
+    // One host (and so one connection) per instance.
+    expect(h.resolver(h.workspace('ws-c')).host).toBe(target.host);
+    expect(() => h.resolver({ id: 'ws-l', runtime: 'claude-code', transport: 'local', localRoot: '/tmp/x' })).toThrow(PluginError);
+    expect(() => h.resolver({ ...h.workspace('ws-x'), privateIp: undefined })).toThrow(/private IP/);
+    expect(() => h.resolver(h.workspace('ws-e', 'external'))).toThrow(PluginError);
+  });
+
+  it('installs v1 then v2 through lock → stage → snapshot → swap → mark → unlock, as eicuser under sudo -n', async () => {
+    const ws = h.workspace('ws-direct');
+    const steps = new HostSteps(h.resolver(ws));
+    const pushesBefore = h.counters.pushes;
+    const handshakesBefore = h.counters.handshakes;
+
+    const v1 = await install(steps, ws.id, 'demo', '1.0.0');
+    expect(v1.results).toEqual(['acquired', 'staged', 'none', 'swapped', 'marked', 'released']);
+    const v2 = await install(steps, ws.id, 'demo', '2.0.0');
+    expect(v2.results).toEqual(['acquired', 'staged', 'moved', 'swapped', 'marked', 'released']);
+
+    const live = join(h.hostRoot, 'configs/plugins/demo');
+    expect(readFileSync(join(live, 'skills/greet/SKILL.md'), 'utf8')).toBe('greet v2.0.0\n');
+    expect(JSON.parse(readFileSync(join(live, '.complete'), 'utf8'))).toMatchObject({ name: 'demo', version: '2.0.0', sha256: v2.sha, stamp: v2.stamp });
+    expectOwnedByAgent(live);
+    expect(existsSync(join(h.hostRoot, `configs/plugins/.previous/demo.${v2.stamp}/skills/greet/SKILL.md`))).toBe(true);
+
+    const listed = await steps.list();
+    expect(listed.plugins).toEqual([expect.objectContaining({ name: 'demo', complete: true, stamp: v2.stamp })]);
+    expect(listed.previous).toEqual([expect.objectContaining({ name: 'demo', stamp: v2.stamp })]);
+
+    // Logged in as the non-root user; 13 steps over one reused connection and one pushed key.
+    expect(h.sshd.log()).toMatch(/Accepted publickey for eicuser from 127\.0\.0\.1/);
+    expect(h.counters.handshakes - handshakesBefore).toBe(1);
+    expect(h.counters.pushes - pushesBefore).toBe(1);
+  });
+
+  it('shares one connection between concurrent steps, and opens one per step with idleTimeoutMs 0', async () => {
+    const pooled = new HostSteps(h.resolverWith({})(h.workspace('ws-concurrent')));
+    let handshakes = h.counters.handshakes;
+    const lists = await Promise.all(Array.from({ length: 5 }, () => pooled.list()));
+    expect(lists.every((l) => Array.isArray(l.plugins))).toBe(true);
+    expect(h.counters.handshakes - handshakes).toBe(1);
+
+    const unpooled = new HostSteps(h.resolverWith({ idleTimeoutMs: 0 })(h.workspace('ws-unpooled')));
+    handshakes = h.counters.handshakes;
+    const pushes = h.counters.pushes;
+    await unpooled.list();
+    await unpooled.list();
+    expect(h.counters.handshakes - handshakes).toBe(2);
+    expect(h.counters.pushes - pushes).toBe(2);
+  });
+
+  it('maps what the script reported to typed errors (LockBusy, StagingMissing) like any transport', async () => {
+    const ws = h.workspace('ws-errors');
+    const steps = new HostSteps(h.resolver(ws));
+    const a: PluginRef = { name: 'busy', stamp: newStamp() };
+    const b: PluginRef = { name: 'busy', stamp: newStamp() };
+    await steps.lock(a, executionName(ws.id, 'busy', a.stamp), process.pid, 300);
+    expect((await failure(steps.lock(b, executionName(ws.id, 'busy', b.stamp), process.pid, 300))).code).toBe('LockBusy');
+    expect((await failure(steps.swap(a))).code).toBe('StagingMissing');
+    expect(await steps.unlock(a)).toBe('released');
+  });
+
+  it('streams a 64 MiB tarball through the channel with bounded memory', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'eic-big-'));
+    try {
+      const file = join(dir, 'big.tar.gz');
+      const sha = await bigTarball(file, 64 * MiB);
+      const size = statSync(file).size;
+      expect(size).toBeGreaterThan(64 * MiB);
+
+      const ws = h.workspace('ws-big');
+      const steps = new HostSteps(h.resolver(ws));
+      const plugin: PluginRef = { name: 'big', stamp: newStamp() };
+      await steps.lock(plugin, executionName(ws.id, 'big', plugin.stamp), process.pid, 300);
+
+      const baseline = process.memoryUsage().rss;
+      let peak = baseline;
+      const sampler = setInterval(() => {
+        peak = Math.max(peak, process.memoryUsage().rss);
+      }, 20);
+      const started = Date.now();
+      try {
+        const staged = await steps.stage(plugin, sha, 0, { stream: createReadStream(file, { highWaterMark: 256 * 1024 }) });
+        expect(staged.result).toBe('staged');
+      } finally {
+        clearInterval(sampler);
+      }
+      const growth = peak - baseline;
+      console.info(`[eic] staged ${(size / MiB).toFixed(1)} MiB in ${Date.now() - started} ms; RSS growth ${(growth / MiB).toFixed(1)} MiB`);
+      expect(growth).toBeLessThan(64 * MiB);
+      const blob = join(h.hostRoot, `configs/plugins/.staging/big.${plugin.stamp}/blob.bin`);
+      expect(statSync(blob).size).toBe(64 * MiB);
+      expect(statSync(blob).uid).toBe(1000);
+      expect(await steps.unlock(plugin)).toBe('released');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe.skipIf(!sshdAvailable)('EIC host through an EIC Endpoint tunnel', () => {
+  let h: EicHarness;
+  beforeAll(async () => {
+    h = await startEicHarness({ viaEndpoint: true });
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it('builds the open-tunnel URL as the AWS CLI does, presigned for 60 s', async () => {
+    const url = new URL(
+      await presignOpenTunnelUrl({
+        dnsName: TEST_ENDPOINT_DNS,
+        endpointId: TEST_ENDPOINT_ID,
+        privateIp: '10.0.1.5',
+        remotePort: 22,
+        maxTunnelDurationSeconds: 600,
+        credentials: TEST_CREDENTIALS,
+        region: TEST_REGION,
+        signingDate: new Date('2026-03-01T12:00:00Z'),
+      }),
+    );
+    expect(`${url.protocol}//${url.host}${url.pathname}`).toBe(`wss://${TEST_ENDPOINT_DNS}/openTunnel`);
+    expect([...url.searchParams.keys()].slice(0, 4)).toEqual(['instanceConnectEndpointId', 'remotePort', 'privateIpAddress', 'maxTunnelDuration']);
+    expect(Object.fromEntries(url.searchParams)).toMatchObject({
+      instanceConnectEndpointId: TEST_ENDPOINT_ID,
+      remotePort: '22',
+      privateIpAddress: '10.0.1.5',
+      maxTunnelDuration: '600',
+      'X-Amz-Algorithm': 'AWS4-HMAC-SHA256',
+      'X-Amz-Credential': `${TEST_CREDENTIALS.accessKeyId}/20260301/${TEST_REGION}/ec2-instance-connect/aws4_request`,
+      'X-Amz-Date': '20260301T120000Z',
+      'X-Amz-Expires': '60',
+      'X-Amz-SignedHeaders': 'host',
+    });
+    expect(url.searchParams.get('X-Amz-Signature')).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('installs through the tunnel (the stand-in verified the presigned signature)', async () => {
+    const ws = h.workspace('ws-tunnel');
+    const steps = new HostSteps(h.resolver(ws));
+    const tunnelsBefore = h.counters.tunnels;
+    const v1 = await install(steps, ws.id, 'tunneled', '1.0.0');
+    expect(v1.results).toEqual(['acquired', 'staged', 'none', 'swapped', 'marked', 'released']);
+    const live = join(h.hostRoot, 'configs/plugins/tunneled');
+    expect(readFileSync(join(live, 'skills/greet/SKILL.md'), 'utf8')).toBe('greet v1.0.0\n');
+    expectOwnedByAgent(live);
+    expect(h.counters.tunnels - tunnelsBefore).toBe(1);
+    expect(h.endpoint!.rejected).toBe(0);
+  });
+
+  it('rejects a tampered signature, a tampered parameter, a wrong secret and a disallowed IP with 403', async () => {
+    const endpoint = h.endpoint!;
+    const request = { dnsName: TEST_ENDPOINT_DNS, endpointId: TEST_ENDPOINT_ID, privateIp: '127.0.0.1', remotePort: 22, credentials: TEST_CREDENTIALS, region: TEST_REGION };
+    const path = await presignOpenTunnelPath(request);
+    // Control: the untouched URL opens.
+    expect(await rawOpen(`${endpoint.url}${path}`, TEST_ENDPOINT_DNS)).toBe(101);
+
+    const rejectedBefore = endpoint.rejected;
+    const tamperedSignature = path.replace(/X-Amz-Signature=([0-9a-f])/, (_m, c: string) => `X-Amz-Signature=${c === '0' ? '1' : '0'}`);
+    expect(tamperedSignature).not.toBe(path);
+    expect(await rawOpen(`${endpoint.url}${tamperedSignature}`, TEST_ENDPOINT_DNS)).toBe(403);
+    expect(endpoint.lastRejection).toBe('signature does not match');
+
+    const tamperedIp = path.replace('privateIpAddress=127.0.0.1', 'privateIpAddress=127.0.0.2');
+    expect(await rawOpen(`${endpoint.url}${tamperedIp}`, TEST_ENDPOINT_DNS)).toBe(403);
+    expect(endpoint.lastRejection).toBe('signature does not match');
+
+    // Signed for another host name than the one presented.
+    expect(await rawOpen(`${endpoint.url}${path}`, 'eice-other.example.com')).toBe(403);
+
+    const wrongSecret = await failure(openEicTunnel({ ...request, url: endpoint.url, credentials: { ...TEST_CREDENTIALS, secretAccessKey: 'not-the-secret' } }));
+    expect(wrongSecret.code).toBe('HostUnreachable');
+    expect(wrongSecret.message).toMatch(/HTTP 403/);
+
+    const otherIp = await failure(openEicTunnel({ ...request, url: endpoint.url, privateIp: '10.0.0.9' }));
+    expect(otherIp.code).toBe('HostUnreachable');
+    expect(endpoint.lastRejection).toMatch(/privateIpAddress 10\.0\.0\.9 is not allowed/);
+
+    const otherPort = await failure(openEicTunnel({ ...request, url: endpoint.url, remotePort: 2222 }));
+    expect(otherPort.code).toBe('HostUnreachable');
+    expect(endpoint.lastRejection).toMatch(/remotePort 2222/);
+
+    expect(endpoint.rejected - rejectedBefore).toBe(6);
+  });
+
+  it('turns a tunnel dropped mid-stage into a retryable error, and the retry succeeds', async () => {
+    const ws = h.workspace('ws-tunnel-drop');
+    const resolver = h.resolverWith({});
+    const steps = new HostSteps(resolver(ws));
+    const buf = await goodTarball(pluginFiles('dropped', '1.0.0'));
+    const plugin: PluginRef = { name: 'dropped', stamp: newStamp() };
+    await steps.lock(plugin, executionName(ws.id, 'dropped', plugin.stamp), process.pid, 300);
+    const slow = new PassThrough();
+    // Half the tarball, and no end: the host waits for more.
+    slow.write(buf.subarray(0, buf.length >> 1));
+    const staging = failure(steps.stage(plugin, sha256(buf), 0, { stream: slow }));
+    const root = join(h.hostRoot, 'configs/plugins');
+    await until(() => partialExists(root, 'dropped', plugin.stamp), 10_000, 'the stage to start');
+    expect(h.endpoint!.dropAll()).toBeGreaterThanOrEqual(1);
+    const error = await staging;
+    expect(error.retryable, `${error.code}: ${error.message}`).toBe(true);
+    expect(['HostStepInterrupted', 'HostUnreachable']).toContain(error.code);
+    expect(slow.destroyed).toBe(true);
+    // The host saw EOF after half the bytes: sha256 mismatch, partial removed.
+    await until(async () => !(await partialExists(root, 'dropped', plugin.stamp)), 10_000, 'the host to clean up');
+    // The step is idempotent: the workflow's retry, with the same stamp, stages cleanly.
+    expect((await steps.stage(plugin, sha256(buf), 0, { stream: Readable.from([buf]) })).result).toBe('staged');
+    expect(await steps.unlock(plugin)).toBe('released');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe.skipIf(!sshdAvailable)('EIC host key expiry', () => {
+  let h: EicHarness;
+  beforeAll(async () => {
+    h = await startEicHarness({ keyTtlSeconds: 1 });
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it('re-pushes the key once when it expired before the connection authenticated', async () => {
+    const steps = new HostSteps(h.resolverWith({})(h.workspace('ws-expiry')));
+    // The key is stored, then the answer is held until it has expired (a slow API, a long GC).
+    h.eicApi.delayNextResponse(1_600);
+    const pushes = h.counters.pushes;
+    const failed = h.sshd.failedAuth;
+    const handshakes = h.counters.handshakes;
+    const listed = await steps.list();
+    expect(listed.plugins).toEqual([]);
+    expect(h.counters.pushes - pushes).toBe(2);
+    expect(h.sshd.failedAuth - failed).toBeGreaterThanOrEqual(1);
+    expect(h.counters.handshakes - handshakes).toBe(1);
+  });
+
+  it('gives up after one re-push: a user the instance refuses is HostUnreachable with a hint', async () => {
+    const steps = new HostSteps(h.resolverWith({ osUser: 'nosuchuser' })(h.workspace('ws-user')));
+    const pushes = h.counters.pushes;
+    const error = await failure(steps.list());
+    expect(error.code).toBe('HostUnreachable');
+    expect(error.message).toMatch(/authentication as nosuchuser@/);
+    expect(error.hint).toMatch(/OS user nosuchuser/);
+    expect(h.counters.pushes - pushes).toBe(2);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe.skipIf(!sshdAvailable)('EIC host failures', () => {
+  let h: EicHarness;
+  let blackhole: Server;
+  let blackholePort = 0;
+  const held = new Set<Socket>();
+  beforeAll(async () => {
+    h = await startEicHarness();
+    // Accepts TCP and never says a word: an SSH handshake that cannot finish.
+    blackhole = createServer((socket) => {
+      held.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => held.delete(socket));
+    });
+    await new Promise<void>((resolve) => blackhole.listen(0, '127.0.0.1', resolve));
+    const address = blackhole.address();
+    blackholePort = typeof address === 'object' && address ? address.port : 0;
+  });
+  afterAll(async () => {
+    for (const socket of held) socket.destroy();
+    await new Promise<void>((resolve) => (blackhole ? blackhole.close(() => resolve()) : resolve()));
+    await h?.stop();
+  });
+
+  it('times out a step whose stdin never ends: HostTimeout, source released, host usable after', async () => {
+    const resolver = h.resolverWith({ stepTimeoutMs: 1_500 });
+    const ws = h.workspace('ws-timeout');
+    const steps = new HostSteps(resolver(ws));
+    const plugin: PluginRef = { name: 'slow', stamp: newStamp() };
+    await steps.lock(plugin, executionName(ws.id, 'slow', plugin.stamp), process.pid, 300);
+    const never = new PassThrough();
+    never.write(randomBytes(1024));
+    const started = Date.now();
+    const error = await failure(steps.stage(plugin, 'a'.repeat(64), 0, { stream: never }));
+    expect(error.code).toBe('HostTimeout');
+    expect(error.retryable).toBe(true);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(never.destroyed).toBe(true);
+    // A fresh connection serves the next step.
+    expect(await steps.unlock(plugin)).toBe('released');
+  });
+
+  it('turns an sshd session killed mid-stage into a retryable error, and the retry succeeds', async () => {
+    const resolver = h.resolverWith({});
+    const ws = h.workspace('ws-drop');
+    const steps = new HostSteps(resolver(ws));
+    const buf = await goodTarball(pluginFiles('killed', '1.0.0'));
+    const plugin: PluginRef = { name: 'killed', stamp: newStamp() };
+    await steps.lock(plugin, executionName(ws.id, 'killed', plugin.stamp), process.pid, 300);
+    const slow = new PassThrough();
+    slow.write(buf.subarray(0, buf.length >> 1));
+    const staging = failure(steps.stage(plugin, sha256(buf), 0, { stream: slow }));
+    await until(() => partialExists(join(h.hostRoot, 'configs/plugins'), 'killed', plugin.stamp), 10_000, 'the stage to start');
+    expect(await h.sshd.killSessions()).toBeGreaterThan(0);
+    const error = await staging;
+    expect(error.retryable, `${error.code}: ${error.message}`).toBe(true);
+    expect(['HostStepInterrupted', 'HostUnreachable']).toContain(error.code);
+    expect((await steps.stage(plugin, sha256(buf), 0, { stream: Readable.from([buf]) })).result).toBe('staged');
+    expect(await steps.unlock(plugin)).toBe('released');
+  });
+
+  it('replaces a pooled connection that died while idle, transparently', async () => {
+    const steps = new HostSteps(h.resolverWith({ idleTimeoutMs: 30_000 })(h.workspace('ws-idle')));
+    const handshakes = h.counters.handshakes;
+    expect((await steps.list()).plugins).toBeInstanceOf(Array);
+    expect(await h.sshd.killSessions()).toBeGreaterThan(0);
+    expect((await steps.list()).plugins).toBeInstanceOf(Array);
+    expect(h.counters.handshakes - handshakes).toBe(2);
+  });
+
+  it('maps a handshake that never completes to HostUnreachable within connectTimeoutMs', async () => {
+    const steps = new HostSteps(h.resolverWith({ port: blackholePort, connectTimeoutMs: 500 })(h.workspace('ws-blackhole')));
+    const started = Date.now();
+    const error = await failure(steps.list());
+    expect(error.code).toBe('HostUnreachable');
+    expect(error.message).toMatch(/timed out after 500 ms/);
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  it('maps SendSSHPublicKey refusals: unknown instance and bad credentials are HostStepFailed, throttling is HostUnreachable', async () => {
+    const unknown = await failure(new HostSteps(h.resolver(h.workspace('ws-gone', 'claude-code', 'i-00000000000000000'))).list());
+    expect(unknown.code).toBe('HostStepFailed');
+    expect(unknown.message).toMatch(/EC2InstanceNotFoundException/);
+    expect(unknown.hint).toMatch(/instance id/);
+
+    const badClient = new EC2InstanceConnectClient({ endpoint: h.eicApi.endpoint, region: TEST_REGION, credentials: { ...TEST_CREDENTIALS, secretAccessKey: 'wrong' }, maxAttempts: 1 });
+    try {
+      const denied = await failure(new HostSteps(h.resolverWith({ client: badClient })(h.workspace('ws-denied'))).list());
+      expect(denied.code).toBe('HostStepFailed');
+      expect(denied.hint).toMatch(/ec2-instance-connect:SendSSHPublicKey/);
+    } finally {
+      badClient.destroy();
+    }
+
+    const oneShot = new EC2InstanceConnectClient({ endpoint: h.eicApi.endpoint, region: TEST_REGION, credentials: { ...TEST_CREDENTIALS }, maxAttempts: 1 });
+    try {
+      h.eicApi.failNext({ status: 400, type: 'ThrottlingException', message: 'Rate exceeded' });
+      const throttled = await failure(new HostSteps(h.resolverWith({ client: oneShot })(h.workspace('ws-throttled'))).list());
+      expect(throttled.code).toBe('HostUnreachable');
+      expect(throttled.retryable).toBe(true);
+      h.eicApi.failNext({ status: 500, type: 'ServiceException', message: 'internal' });
+      expect((await failure(new HostSteps(h.resolverWith({ client: oneShot })(h.workspace('ws-5xx'))).list())).code).toBe('HostUnreachable');
+    } finally {
+      oneShot.destroy();
+    }
+  });
+
+  it('reports HostUnreachable once sshd is gone (pooled connection and new ones), with no unhandled error', async () => {
+    const resolver = eicHostResolver({ ...h.hostOptions, idleTimeoutMs: 30_000 });
+    try {
+      const steps = new HostSteps(resolver(h.workspace('ws-stopped')));
+      expect((await steps.list()).plugins).toBeInstanceOf(Array);
+      await h.sshd.kill();
+      const pooled = await failure(steps.list());
+      expect(pooled.code).toBe('HostUnreachable');
+      expect(pooled.message).toMatch(/ECONNREFUSED/);
+      const fresh = await failure(new HostSteps(h.resolverWith({})(h.workspace('ws-stopped-2'))).list());
+      expect(fresh.code).toBe('HostUnreachable');
+      expect(fresh.retryable).toBe(true);
+    } finally {
+      await resolver.close();
+    }
+  });
+});

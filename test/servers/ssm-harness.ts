@@ -1,0 +1,75 @@
+/**
+ * The SSM transport end to end on this machine: the local SSM API stand-in (ssm-api.ts), a real
+ * `SSMClient` pointed at it, and `ssmHostResolver` with `rootPrefix` set to a temp dir that plays
+ * every fake instance's `/` (the stand-in runs commands on this machine, so a claude-code
+ * workspace's plugins root is `<hostRoot>/configs/plugins`).
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import type { HostResolver } from '../../lambdas/core/host/host-resolver.ts';
+import { ssmHostResolver, type SsmHostOptions } from '../../lambdas/core/host/ssm-host.ts';
+import type { Runtime } from '../../lambdas/core/runtimes.ts';
+import type { WorkspaceRecord } from '../../lambdas/core/workspaces/workspace-directory.ts';
+import { startSsmApi, type SsmApi, type SsmApiOptions } from './ssm-api.ts';
+
+export interface SsmHarnessOptions {
+  /** Overrides for the resolver (poll timings, step timeout). */
+  host?: Partial<Omit<SsmHostOptions, 'client' | 'rootPrefix'>>;
+  /** Overrides for the stand-in (invisible polls, delivery delay). */
+  api?: Partial<Omit<SsmApiOptions, 'instances'>>;
+}
+
+export interface SsmHarness {
+  resolver: HostResolver;
+  /** A running workspace on its own managed fake instance (`i-` + 17 hex derived from the id). */
+  workspace(id: string, runtime?: Runtime): WorkspaceRecord;
+  /** The directory standing in for every fake instance's `/`. */
+  hostRoot: string;
+  /** TMPDIR of the harness's instances (`<hostRoot>/tmp`). */
+  tmpDir: string;
+  api: SsmApi;
+  client: SSMClient;
+  /** Client config for more clients against the same stand-in (e.g. with other retry settings). */
+  clientConfig: { endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } };
+  stop(): Promise<void>;
+}
+
+export function instanceIdFor(workspaceId: string): string {
+  return `i-${createHash('sha256').update(workspaceId).digest('hex').slice(0, 17)}`;
+}
+
+export async function startSsmHarness(options: SsmHarnessOptions = {}): Promise<SsmHarness> {
+  const hostRoot = await mkdtemp(join(tmpdir(), 'ssm-host-'));
+  // The wrapper's temp files (left behind when a command is killed) stay inside hostRoot.
+  const tmp = join(hostRoot, 'tmp');
+  await mkdir(tmp);
+  const api = await startSsmApi({ instances: {}, ...options.api });
+  const clientConfig = {
+    endpoint: api.endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'AKIDLOCAL', secretAccessKey: 'local-secret' },
+  };
+  const client = new SSMClient(clientConfig);
+  const resolver = ssmHostResolver({ client, rootPrefix: hostRoot, pollInitialMs: 25, pollMaxMs: 250, reportGraceMs: 1_000, ...options.host });
+  return {
+    resolver,
+    hostRoot,
+    tmpDir: tmp,
+    api,
+    client,
+    clientConfig,
+    workspace(id, runtime = 'claude-code') {
+      const instanceId = instanceIdFor(id);
+      api.instances[instanceId] ??= { root: hostRoot, managed: true, tags: { WorkspaceId: id, Runtime: runtime }, env: { TMPDIR: tmp } };
+      return { id, runtime, transport: 'ssm', instanceId, privateIp: '127.0.0.1' };
+    },
+    async stop() {
+      client.destroy();
+      await api.stop();
+      await rm(hostRoot, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,138 @@
+/**
+ * The Step Functions WorkflowEngine adapter: how SDK errors map to what the API answers
+ * (aws-sdk-client-mock stands in for Step Functions: error mapping only), and how an execution
+ * history becomes the per-step summary.
+ */
+import {
+  DescribeExecutionCommand,
+  ExecutionAlreadyExists,
+  ExecutionDoesNotExist,
+  GetExecutionHistoryCommand,
+  InvalidArn,
+  SFNClient,
+  SFNServiceException,
+  StartExecutionCommand,
+  type HistoryEvent,
+} from '@aws-sdk/client-sfn';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PluginError } from '../../lambdas/core/errors.ts';
+import { SfnWorkflowEngine, summarizeHistory } from '../../lambdas/core/workflow/sfn-workflow-engine.ts';
+
+const sfn = mockClient(SFNClient);
+afterEach(() => sfn.reset());
+
+const SM = 'arn:aws:states:us-east-1:111111111111:stateMachine:plugin-install';
+const engine = () =>
+  new SfnWorkflowEngine({
+    client: new SFNClient({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } }),
+    stateMachines: { install: SM, rollback: SM.replace('install', 'rollback'), uninstall: SM.replace('install', 'uninstall') },
+  });
+
+function serviceError(name: string, status: number): SFNServiceException {
+  return new SFNServiceException({ name, $fault: status >= 500 ? 'server' : 'client', $metadata: { httpStatusCode: status }, message: `${name} happened` });
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    return err instanceof PluginError ? err.code : `raw:${(err as Error).name}`;
+  }
+  return 'resolved';
+}
+
+describe('start', () => {
+  it('returns the new execution', async () => {
+    sfn.on(StartExecutionCommand).resolves({ executionArn: `${SM.replace(':stateMachine:', ':execution:')}:ws-p-1`, startDate: new Date() });
+    const r = await engine().start('install', 'ws-p-1', { a: 1 });
+    expect(r).toMatchObject({ id: 'install.ws-p-1', existing: false });
+    expect(sfn.commandCalls(StartExecutionCommand)[0]!.args[0].input).toMatchObject({ stateMachineArn: SM, name: 'ws-p-1', input: '{"a":1}' });
+  });
+
+  it('maps ExecutionAlreadyExists to the existing execution (idempotent retry)', async () => {
+    sfn.on(StartExecutionCommand).rejects(new ExecutionAlreadyExists({ message: 'exists', $metadata: {} }));
+    const r = await engine().start('install', 'ws-p-k1', {});
+    expect(r).toEqual({ id: 'install.ws-p-k1', executionArn: 'arn:aws:states:us-east-1:111111111111:execution:plugin-install:ws-p-k1', executionName: 'ws-p-k1', existing: true });
+  });
+
+  it.each([
+    ['ThrottlingException', 400, 'HostUnreachable'],
+    ['ServiceUnavailable', 503, 'HostUnreachable'],
+    ['InternalServerError', 500, 'HostUnreachable'],
+    ['AccessDeniedException', 400, 'HostStepFailed'],
+    ['StateMachineDoesNotExist', 400, 'HostStepFailed'],
+  ])('maps %s (%d) to %s', async (name, status, code) => {
+    sfn.on(StartExecutionCommand).rejects(serviceError(name, status));
+    expect(await codeOf(engine().start('install', 'x', {}))).toBe(code);
+  });
+
+  it('lets unexpected client errors through unchanged', async () => {
+    sfn.on(StartExecutionCommand).rejects(serviceError('InvalidExecutionInput', 400));
+    expect(await codeOf(engine().start('install', 'x', {}))).toBe('raw:InvalidExecutionInput');
+  });
+});
+
+describe('describe', () => {
+  it('is undefined for an unknown execution', async () => {
+    sfn.on(DescribeExecutionCommand).rejects(new ExecutionDoesNotExist({ message: 'no', $metadata: {} }));
+    expect(await engine().describe('install.nope')).toBeUndefined();
+  });
+
+  it('maps InvalidArn and throttling', async () => {
+    sfn.on(DescribeExecutionCommand).rejectsOnce(new InvalidArn({ message: 'bad', $metadata: {} })).rejectsOnce(serviceError('ThrottlingException', 400));
+    expect(await codeOf(engine().describe('install.x'))).toBe('HostStepFailed');
+    expect(await codeOf(engine().describe('install.x'))).toBe('HostUnreachable');
+  });
+
+  it('refuses a malformed id before calling AWS', async () => {
+    expect(await codeOf(engine().describe('frobnicate.x'))).toBe('InvalidInput');
+    expect(sfn.calls()).toHaveLength(0);
+  });
+
+  it('summarises a failed execution with the original error code and hint', async () => {
+    const t0 = new Date('2026-11-25T08:00:00Z').getTime();
+    sfn.on(DescribeExecutionCommand).resolves({
+      status: 'FAILED',
+      startDate: new Date(t0),
+      stopDate: new Date(t0 + 900),
+      error: 'LockBusy',
+      cause: JSON.stringify({ errorType: 'LockBusy', errorMessage: JSON.stringify({ code: 'LockBusy', message: 'plugin p is busy', hint: 'retry later' }) }),
+    });
+    sfn.on(GetExecutionHistoryCommand).resolves({ events: HISTORY(t0) });
+    const s = await engine().describe('install.ws-p-1');
+    expect(s).toMatchObject({ status: 'FAILED', error: { code: 'LockBusy', message: 'plugin p is busy', hint: 'retry later' } });
+    expect(s!.steps).toEqual([
+      { name: 'Prepare', status: 'succeeded', ms: 100, attempts: 1 },
+      { name: 'AcquireLock', status: 'failed', ms: 200, attempts: 2, error: 'LockBusy' },
+      { name: 'RollBack', status: 'succeeded', ms: 100, attempts: 1 },
+      { name: 'InstallFailed', status: 'failed', ms: 0, attempts: 1, error: 'LockBusy' },
+    ]);
+  });
+});
+
+function HISTORY(t0: number): HistoryEvent[] {
+  let id = 0;
+  const ev = (ms: number, type: string, extra: Partial<HistoryEvent> = {}): HistoryEvent => ({ id: ++id, timestamp: new Date(t0 + ms), type: type as HistoryEvent['type'], ...extra });
+  return [
+    ev(0, 'ExecutionStarted'),
+    ev(0, 'TaskStateEntered', { stateEnteredEventDetails: { name: 'Prepare' } }),
+    ev(5, 'LambdaFunctionScheduled'),
+    ev(100, 'TaskStateExited', { stateExitedEventDetails: { name: 'Prepare' } }),
+    ev(100, 'TaskStateEntered', { stateEnteredEventDetails: { name: 'AcquireLock' } }),
+    ev(105, 'LambdaFunctionScheduled'),
+    ev(150, 'LambdaFunctionFailed', { lambdaFunctionFailedEventDetails: { error: 'LockBusy' } }),
+    ev(250, 'LambdaFunctionScheduled'),
+    ev(300, 'LambdaFunctionFailed', { lambdaFunctionFailedEventDetails: { error: 'LockBusy' } }),
+    ev(400, 'TaskStateEntered', { stateEnteredEventDetails: { name: 'RollBack' } }),
+    ev(405, 'LambdaFunctionScheduled'),
+    ev(500, 'TaskStateExited', { stateExitedEventDetails: { name: 'RollBack' } }),
+    ev(500, 'FailStateEntered', { stateEnteredEventDetails: { name: 'InstallFailed' } }),
+    ev(500, 'ExecutionFailed', { executionFailedEventDetails: { error: 'LockBusy' } }),
+  ];
+}
+
+it('summarizeHistory counts retries as attempts of one step', () => {
+  const steps = summarizeHistory(HISTORY(0));
+  expect(steps.find((s) => s.name === 'AcquireLock')!.attempts).toBe(2);
+});
