@@ -1,9 +1,11 @@
 /**
  * The real workflow files with the real handlers over the AWS adapters on loopback: workspaces
  * found through the EC2 API stand-in, tarballs stored in s3rver, host steps over SSM Run Command
- * (the host pulls the tarball from a presigned S3 URL with curl).
+ * (the host pulls the tarball from a presigned S3 URL with curl) or over EC2 Instance Connect
+ * (a real sshd; the tarball streams from S3 into the step's stdin), chosen by the instance's
+ * PluginTransport tag.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executionName } from '../../lambdas/core/execution-name.ts';
@@ -14,6 +16,7 @@ import type { WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts
 import { startAwsWorld, type AwsWorld } from '../helpers/aws-world.ts';
 import { hostState } from '../helpers/host-state.ts';
 import { contentOnly, readTree } from '../helpers/live-tree.ts';
+import { startEicHarness } from '../servers/eic-harness.ts';
 
 let world: AwsWorld;
 beforeAll(async () => {
@@ -70,4 +73,67 @@ describe('over SSM Run Command', () => {
     expect(hostState(root, 'no-such-plugin')).toEqual({ staging: [], previous: [], failed: [], locked: false });
     expect(readTree(join(root, 'hello-skills'))).not.toBeNull();
   });
+});
+
+describe('over EC2 Instance Connect (real sshd), with the transport chosen per workspace by its tag', () => {
+  for (const viaEndpoint of [false, true]) {
+    it(`installs, upgrades and rolls back ${viaEndpoint ? 'through the EIC Endpoint tunnel' : 'straight to the private IP'}; an SSM workspace works beside it`, async () => {
+      const eic = await startEicHarness({ viaEndpoint });
+      const mixed = await startAwsWorld([{ id: 'eic-ws', transport: 'eic' }, { id: 'ssm-too' }], {
+        eic: { resolver: eic.resolver, hostRoot: eic.hostRoot, register: () => ({ instanceId: eic.instanceId, privateIp: '127.0.0.1' }) },
+      });
+      try {
+        const runIn = (workflow: WorkflowName, input: Record<string, unknown>) => {
+          const stamp = newStamp();
+          return runWorkflow({ workflow, input: { ...input, stamp }, executionName: executionName(String(input.workspace), 'p', stamp), deps: mixed.deps, retryDelayMs: 10 });
+        };
+        const root = mixed.pluginsRoot('eic-ws');
+        expect((await runIn('install', { workspace: 'eic-ws', source: 'local://hello-skills@1.0.0', sha256: null, runtime: null })).status).toBe('SUCCEEDED');
+        const v1 = readTree(join(root, 'hello-skills'))!;
+        expect((await runIn('install', { workspace: 'eic-ws', source: 'local://hello-skills@1.1.0', sha256: null, runtime: null })).status).toBe('SUCCEEDED');
+        expect((await listPlugins(mixed.deps, 'eic-ws')).plugins).toMatchObject([{ name: 'hello-skills', version: '1.1.0', complete: true }]);
+        expect((await runIn('rollback', { workspace: 'eic-ws', plugin: 'hello-skills' })).status).toBe('SUCCEEDED');
+        expect(contentOnly(readTree(join(root, 'hello-skills'))!)).toEqual(contentOnly(v1));
+        // The files belong to the agent user although the OS user is not root (sudo -n).
+        expect(statSync(join(root, 'hello-skills', 'plugin.yaml')).uid).toBe(1000);
+        if (viaEndpoint) expect(eic.counters.tunnels).toBeGreaterThan(0);
+        else expect(eic.counters.tunnels).toBe(0);
+
+        const sendsBefore = mixed.ssm.api.calls.SendCommand ?? 0;
+        expect((await runIn('install', { workspace: 'ssm-too', source: 'local://hello-skills@1.0.0', sha256: null, runtime: null })).status).toBe('SUCCEEDED');
+        expect((mixed.ssm.api.calls.SendCommand ?? 0) - sendsBefore).toBe(6);
+      } finally {
+        await mixed.stop();
+        await eic.stop();
+      }
+    }, 120_000);
+  }
+
+  it('re-pushes the key once when the pushed key expired before the login, and the install succeeds', async () => {
+    // Keys live 1 s; the API answers the first push after 1.6 s, so that key is dead on arrival.
+    const eic = await startEicHarness({ keyTtlSeconds: 1, host: { idleTimeoutMs: 0 } });
+    const world2 = await startAwsWorld([{ id: 'eic-exp', transport: 'eic' }], {
+      eic: { resolver: eic.resolver, hostRoot: eic.hostRoot, register: () => ({ instanceId: eic.instanceId, privateIp: '127.0.0.1' }) },
+    });
+    try {
+      eic.eicApi.delayNextResponse(1_600);
+      const stamp = newStamp();
+      const outcome = await runWorkflow({
+        workflow: 'install',
+        input: { workspace: 'eic-exp', source: 'local://hello-skills', sha256: null, runtime: null, stamp },
+        executionName: executionName('eic-exp', 'hello-skills', stamp),
+        deps: world2.deps,
+        retryDelayMs: 10,
+      });
+      expect(outcome.status, outcome.cause).toBe('SUCCEEDED');
+      // No step was retried by the workflow: the adapter absorbed the expiry itself.
+      expect(outcome.steps.every((s) => s.attempts === 1)).toBe(true);
+      // One key per host step (idle connections are not kept here), plus the one re-push.
+      expect(eic.counters.pushes).toBe(6 + 1);
+      expect(eic.sshd.failedAuth).toBeGreaterThanOrEqual(1);
+    } finally {
+      await world2.stop();
+      await eic.stop();
+    }
+  }, 120_000);
 });
