@@ -42,7 +42,8 @@ export function awsDeps(env: NodeJS.ProcessEnv = process.env, clients: AwsClient
   if (!bucket) throw new PluginError('InvalidInput', 'ARTIFACT_BUCKET is not set', 'deploy with infra/ (it sets the function environment)');
   const defaultTransport: Ec2Transport = env.DEFAULT_TRANSPORT === 'eic' ? 'eic' : 'ssm';
   const stepTimeoutMs = positiveInt(env.HOST_STEP_TIMEOUT_MS, 120_000);
-  const endpoint = env.EIC_ENDPOINT_ID && env.EIC_ENDPOINT_DNS ? { id: env.EIC_ENDPOINT_ID, dnsName: env.EIC_ENDPOINT_DNS } : undefined;
+  // maxTunnelDuration is always sent: the IAM policy's condition on it needs the key present.
+  const endpoint = env.EIC_ENDPOINT_ID && env.EIC_ENDPOINT_DNS ? { id: env.EIC_ENDPOINT_ID, dnsName: env.EIC_ENDPOINT_DNS, maxTunnelDurationSeconds: 3600 } : undefined;
   return {
     workspaces: new Ec2WorkspaceDirectory({ client: clients.ec2, defaultTransport }),
     hosts: transportResolver({

@@ -1,0 +1,44 @@
+/**
+ * The EventBridge bus the workflows' Notify states put their events on (`Source:
+ * workspace-plugin-installer`), with an archive so a control plane that missed events can replay them.
+ */
+import { Duration } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import { Construct } from 'constructs';
+
+export const EVENT_BUS_NAME = 'workspace-plugin-installer';
+export const EVENT_SOURCE = 'workspace-plugin-installer';
+
+/** Every `DetailType` the workflows emit (statemachine/*.asl.json). */
+export const PLUGIN_EVENT_TYPES = [
+  'Plugin Installed',
+  'Plugin Install Failed',
+  'Plugin Rolled Back',
+  'Plugin Uninstalled',
+  'Plugin Operation Failed',
+] as const;
+
+export interface PluginEventBusProps {
+  /** Bus name. Default `workspace-plugin-installer`. */
+  readonly eventBusName?: string;
+  /** Days the archive keeps events. Default 30. */
+  readonly archiveDays?: number;
+}
+
+export class PluginEventBus extends Construct {
+  readonly bus: events.EventBus;
+  readonly archive: events.Archive;
+
+  constructor(scope: Construct, id: string, props: PluginEventBusProps = {}) {
+    super(scope, id);
+    this.bus = new events.EventBus(this, 'Bus', {
+      eventBusName: props.eventBusName ?? EVENT_BUS_NAME,
+      description: 'Plugin lifecycle events of workspace-plugin-installer (installed, failed, rolled back, uninstalled)',
+    });
+    this.archive = this.bus.archive('Archive', {
+      description: 'Replayable copy of the plugin lifecycle events',
+      eventPattern: { source: [EVENT_SOURCE], detailType: [...PLUGIN_EVENT_TYPES] },
+      retention: Duration.days(props.archiveDays ?? 30),
+    });
+  }
+}

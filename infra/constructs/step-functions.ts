@@ -1,0 +1,377 @@
+/**
+ * The workflow step Lambdas: one NodejsFunction per step handler in lambdas/handlers/ (the files
+ * exporting a workflow `step`; all-steps.ts only maps placeholders to handlers for the local
+ * runner, and the HTTP API's handler is not a step), bundled locally with esbuild into one ESM
+ * file per function, Node 22 on arm64.
+ *
+ * Environment (read by lambdas/commons/aws-deps.ts): ARTIFACT_BUCKET, DEFAULT_TRANSPORT,
+ * EIC_OS_USER, EIC_ENDPOINT_ID + EIC_ENDPOINT_DNS (only when an endpoint is configured),
+ * LEASE_SECONDS, HOST_STEP_TIMEOUT_MS (host steps), POWERTOOLS_SERVICE_NAME,
+ * POWERTOOLS_METRICS_NAMESPACE, NODE_OPTIONS=--enable-source-maps.
+ *
+ * The host-step script: lambdas/core/host/host-script.ts reads it with
+ * `new URL('./plugin-host.sh', import.meta.url)` (ssm-host.ts reads ssm-wrapper.sh the same way).
+ * After bundling, `import.meta.url` is the bundle's own URL (file:///var/task/index.mjs), so the
+ * scripts must sit next to index.mjs: the afterBundling hook copies every `*.sh` of
+ * lambdas/core/host/ into the bundle's output directory.
+ *
+ * IAM, least privilege per function (each function has its own role, no managed policies):
+ *   all        logs to its own log group; X-Ray (tracing); ec2:DescribeInstances (workspace lookup)
+ *   host steps ec2-instance-connect:SendSSHPublicKey (tagged instances, one OS user),
+ *              ec2-instance-connect:OpenTunnel (the configured endpoint, port 22, ≤ 1 h),
+ *              ssm:SendCommand (AWS-RunShellScript on tagged instances), ssm:GetCommandInvocation,
+ *              ssm:CancelCommand, ssm:ListCommandInvocations
+ *   Prepare    S3 on uploads/* (stream + validate) and artifacts/* (commit by copy), ListBucket
+ *              on the bucket (so a missing key is a 404, not a 403)
+ *   StageOnHost S3 GetObject on artifacts/* (stream to the host, or presign for SSM hosts)
+ *   no other function gets S3.
+ */
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Duration, Fn, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import type { InstallerSettings, VpcPlacement } from '../settings.ts';
+import { ARTIFACTS_PREFIX, UPLOADS_PREFIX } from './artifact-bucket.ts';
+import { acknowledge, acknowledgeWildcardResource } from './nag.ts';
+
+/** The repository root: esbuild's project root and where the lock file lives. */
+export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const HANDLERS_DIR = 'lambdas/handlers';
+export const HOST_SCRIPTS_DIR = 'lambdas/core/host';
+
+export const SERVICE_NAME = 'workspace-plugin-installer';
+export const METRICS_NAMESPACE = 'WorkspacePluginInstaller';
+export const DEFAULT_LEASE_SECONDS = 900;
+/** Longest EIC Endpoint tunnel the host steps may open (seconds). */
+export const MAX_TUNNEL_SECONDS = 3600;
+/** The instance tag every workspace host carries; IAM only reaches instances that have it. */
+export const WORKSPACE_TAG = 'WorkspaceId';
+
+/**
+ * What a step touches besides the workspace lookup every step does:
+ *   lookup         nothing else (PrepareTarget)
+ *   upload         the artifact bucket's uploads/ and artifacts/ (PrepareInstall)
+ *   host           workspace hosts over EIC or SSM
+ *   host-download  workspace hosts, and reads artifacts/ (StageOnHost)
+ */
+export type StepAccess = 'lookup' | 'upload' | 'host' | 'host-download';
+
+export interface StepSpec {
+  /** Handler file in lambdas/handlers/, without `.ts`. */
+  readonly file: string;
+  readonly access: StepAccess;
+  readonly timeout: Duration;
+  readonly memorySize: number;
+}
+
+/**
+ * Every step handler. Prepare for install streams and validates the whole tarball (the ASL gives it
+ * 300 s) and StageOnHost streams it to the host: 5 minutes and 512 MB; the other steps run one short
+ * host operation.
+ */
+export const STEP_SPECS: readonly StepSpec[] = [
+  { file: 'prepare-install', access: 'upload', timeout: Duration.minutes(5), memorySize: 512 },
+  { file: 'prepare-target', access: 'lookup', timeout: Duration.minutes(1), memorySize: 256 },
+  { file: 'acquire-lock', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },
+  { file: 'stage-on-host', access: 'host-download', timeout: Duration.minutes(5), memorySize: 512 },
+  { file: 'snapshot-live', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },
+  { file: 'swap-into-place', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },
+  { file: 'write-marker', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },
+  { file: 'release-lock', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },
+  { file: 'roll-back', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },
+  { file: 'stage-snapshot', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },
+  { file: 'remove-live', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },
+];
+
+export function isHostStep(spec: StepSpec): boolean {
+  return spec.access === 'host' || spec.access === 'host-download';
+}
+
+/**
+ * How long a host operation may run (HOST_STEP_TIMEOUT_MS, read by the EIC and SSM adapters):
+ * the function's timeout less 15 s for the workspace lookup, connecting, and the adapters' own
+ * grace period, so a slow host ends as a HostTimeout (the SSM command cancelled) rather than the
+ * Lambda being killed mid-step.
+ */
+export function hostStepTimeoutMs(spec: StepSpec): number {
+  return spec.timeout.toMilliseconds() - HOST_STEP_MARGIN_MS;
+}
+const HOST_STEP_MARGIN_MS = 15_000;
+
+/** `stage-on-host` → `StageOnHost`. */
+export function stepId(file: string): string {
+  return file.split('-').map((part) => part.charAt(0).toUpperCase() + part.slice(1)).join('');
+}
+
+/** The ASL placeholder a handler fills: `stage-on-host` → `StageOnHostFunctionArn`. */
+export function stepPlaceholder(file: string): string {
+  return `${stepId(file)}FunctionArn`;
+}
+
+/** The shell scripts the bundles must carry next to index.mjs. */
+export function hostScripts(root: string = PROJECT_ROOT): string[] {
+  return readdirSync(`${root}/${HOST_SCRIPTS_DIR}`).filter((f) => f.endsWith('.sh')).sort();
+}
+
+function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The shell commands that put the host scripts next to the bundle (NodejsFunction's afterBundling hook). */
+export function copyHostScriptsCommands(inputDir: string, outputDir: string, scripts: readonly string[] = hostScripts()): string[] {
+  return scripts.map((script) => `cp ${shellQuote(`${inputDir}/${HOST_SCRIPTS_DIR}/${script}`)} ${shellQuote(`${outputDir}/${script}`)}`);
+}
+
+/**
+ * esbuild settings of every step bundle: one minified ESM file (`index.mjs`) with a source map,
+ * for Node 22. The banner gives bundled CommonJS dependencies a `require`. The AWS SDK is bundled
+ * too (the versions the tests ran), but not native addons: ssh2's optional crypto binding and
+ * cpu-features are built for this machine, not Lambda's arm64, and ssh2 falls back to pure JS
+ * when their require() fails.
+ */
+export const STEP_BUNDLING = {
+  minify: true,
+  sourceMap: true,
+  format: OutputFormat.ESM,
+  target: 'node22',
+  mainFields: ['module', 'main'],
+  banner: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
+  externalModules: ['cpu-features', '*.node'],
+} as const;
+
+export interface StepLambdasProps {
+  readonly bucket: IBucket;
+  readonly settings: InstallerSettings;
+  /** Lock lease written by AcquireLock. Default 900 s. */
+  readonly leaseSeconds?: number;
+  /** Default one month. */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+export interface StepLambda {
+  readonly spec: StepSpec;
+  readonly placeholder: string;
+  readonly fn: NodejsFunction;
+  readonly role: iam.Role;
+  readonly logGroup: logs.LogGroup;
+}
+
+export class StepLambdas extends Construct {
+  readonly steps: readonly StepLambda[];
+  private readonly byPlaceholder: ReadonlyMap<string, StepLambda>;
+
+  constructor(scope: Construct, id: string, props: StepLambdasProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const { settings } = props;
+    const scripts = hostScripts();
+
+    const placement = settings.vpc ? this.vpcPlacement(settings.vpc) : {};
+
+    const environment: Record<string, string> = {
+      ARTIFACT_BUCKET: props.bucket.bucketName,
+      DEFAULT_TRANSPORT: settings.defaultTransport,
+      EIC_OS_USER: settings.osUser,
+      ...(settings.eicEndpoint ? { EIC_ENDPOINT_ID: settings.eicEndpoint.id, EIC_ENDPOINT_DNS: settings.eicEndpoint.dnsName } : {}),
+      LEASE_SECONDS: String(props.leaseSeconds ?? DEFAULT_LEASE_SECONDS),
+      POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+
+    const instanceArn = stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' });
+    const runShellScriptArn = stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' });
+    const endpointArn = settings.eicEndpoint
+      ? stack.formatArn({ service: 'ec2', resource: 'instance-connect-endpoint', resourceName: settings.eicEndpoint.id })
+      : undefined;
+
+    const steps: StepLambda[] = [];
+    for (const spec of STEP_SPECS) {
+      const name = stepId(spec.file);
+      const logGroup = new logs.LogGroup(this, `${name}Logs`, { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
+      const role = new iam.Role(this, `${name}Role`, {
+        assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+        description: `Execution role of the ${name} workflow step`,
+      });
+      role.addToPolicy(new iam.PolicyStatement({
+        sid: 'WriteOwnLogs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [logGroup.logGroupArn],
+      }));
+
+      const fn = new NodejsFunction(this, name, {
+        description: `workspace-plugin-installer step ${name} (lambdas/handlers/${spec.file}.ts)`,
+        entry: `${PROJECT_ROOT}${HANDLERS_DIR}/${spec.file}.ts`,
+        handler: 'handler',
+        projectRoot: PROJECT_ROOT,
+        depsLockFilePath: `${PROJECT_ROOT}package-lock.json`,
+        runtime: Runtime.NODEJS_22_X,
+        architecture: Architecture.ARM_64,
+        timeout: spec.timeout,
+        memorySize: spec.memorySize,
+        tracing: Tracing.ACTIVE,
+        role,
+        logGroup,
+        environment: isHostStep(spec) ? { ...environment, HOST_STEP_TIMEOUT_MS: String(hostStepTimeoutMs(spec)) } : environment,
+        ...placement,
+        bundling: {
+          ...STEP_BUNDLING,
+          mainFields: [...STEP_BUNDLING.mainFields],
+          externalModules: [...STEP_BUNDLING.externalModules],
+          forceDockerBundling: false,
+          commandHooks: {
+            beforeBundling: () => [],
+            beforeInstall: () => [],
+            afterBundling: (inputDir: string, outputDir: string) => copyHostScriptsCommands(inputDir, outputDir, scripts),
+          },
+        },
+      });
+
+      // Every step looks its workspace up by tag (DescribeInstances has no resource-level permissions).
+      role.addToPolicy(new iam.PolicyStatement({ sid: 'LookUpWorkspaces', actions: ['ec2:DescribeInstances'], resources: ['*'] }));
+
+      if (isHostStep(spec)) {
+        role.addToPolicy(new iam.PolicyStatement({
+          sid: 'PushEphemeralSshKey',
+          actions: ['ec2-instance-connect:SendSSHPublicKey'],
+          resources: [instanceArn],
+          conditions: {
+            StringEquals: { 'ec2:osuser': settings.osUser },
+            Null: { [`aws:ResourceTag/${WORKSPACE_TAG}`]: 'false' },
+          },
+        }));
+        if (endpointArn) {
+          role.addToPolicy(new iam.PolicyStatement({
+            sid: 'TunnelThroughEndpoint',
+            actions: ['ec2-instance-connect:OpenTunnel'],
+            resources: [endpointArn],
+            conditions: {
+              NumericEquals: { 'ec2-instance-connect:remotePort': 22 },
+              NumericLessThanEquals: { 'ec2-instance-connect:maxTunnelDuration': MAX_TUNNEL_SECONDS },
+            },
+          }));
+        }
+        role.addToPolicy(new iam.PolicyStatement({
+          sid: 'RunShellScriptDocument',
+          actions: ['ssm:SendCommand'],
+          resources: [runShellScriptArn],
+        }));
+        role.addToPolicy(new iam.PolicyStatement({
+          sid: 'RunOnWorkspaceInstances',
+          actions: ['ssm:SendCommand'],
+          resources: [instanceArn],
+          conditions: { Null: { [`ssm:resourceTag/${WORKSPACE_TAG}`]: 'false' } },
+        }));
+        // Command ids are only known after SendCommand; these actions have no resource-level permissions.
+        role.addToPolicy(new iam.PolicyStatement({
+          sid: 'FollowCommands',
+          actions: ['ssm:GetCommandInvocation', 'ssm:CancelCommand', 'ssm:ListCommandInvocations'],
+          resources: ['*'],
+        }));
+        acknowledgeWildcardResource(
+          role,
+          instanceArn,
+          `Host steps reach workspace instances, which come and go; the statements are limited to instances tagged ${WORKSPACE_TAG} (and, for EC2 Instance Connect, to the OS user ${settings.osUser}).`,
+        );
+      }
+
+      if (spec.access === 'upload') {
+        role.addToPolicy(new iam.PolicyStatement({
+          sid: 'StreamUploads',
+          // AbortMultipartUpload: a tarball refused mid-stream aborts its multipart upload.
+          actions: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+          resources: [props.bucket.arnForObjects(`${UPLOADS_PREFIX}*`)],
+        }));
+        role.addToPolicy(new iam.PolicyStatement({
+          sid: 'CommitArtifacts',
+          actions: ['s3:PutObject', 's3:GetObject'],
+          resources: [props.bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`)],
+        }));
+        // Without ListBucket S3 answers HeadObject on a missing key with 403, not 404, and commit()
+        // could not tell "not stored yet" from "denied". Keys are sha256 digests and random ids.
+        role.addToPolicy(new iam.PolicyStatement({
+          sid: 'TellMissingFromDenied',
+          actions: ['s3:ListBucket'],
+          resources: [props.bucket.bucketArn],
+        }));
+        acknowledgeWildcardResource(role, props.bucket.arnForObjects(`${UPLOADS_PREFIX}*`), 'Prepare writes each upload under a fresh random key below uploads/; the grant is limited to that prefix of the artifact bucket.');
+        acknowledgeWildcardResource(role, props.bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`), 'Prepare commits tarballs under their sha256 digest below artifacts/; the grant is limited to that prefix of the artifact bucket.');
+      }
+
+      if (spec.access === 'host-download') {
+        role.addToPolicy(new iam.PolicyStatement({
+          sid: 'ReadArtifacts',
+          actions: ['s3:GetObject'],
+          resources: [props.bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`)],
+        }));
+        acknowledgeWildcardResource(role, props.bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`), 'StageOnHost reads (or presigns for SSM hosts) the committed tarball named by its digest; the grant is read-only and limited to artifacts/.');
+      }
+
+      if (settings.vpc) {
+        // What AWSLambdaVPCAccessExecutionRole grants, inline: Lambda manages the function's ENIs.
+        role.addToPolicy(new iam.PolicyStatement({
+          sid: 'ManageVpcNetworkInterfaces',
+          actions: [
+            'ec2:CreateNetworkInterface',
+            'ec2:DescribeNetworkInterfaces',
+            'ec2:DescribeSubnets',
+            'ec2:DeleteNetworkInterface',
+            'ec2:AssignPrivateIpAddresses',
+            'ec2:UnassignPrivateIpAddresses',
+          ],
+          resources: ['*'],
+        }));
+      }
+
+      acknowledgeWildcardResource(
+        role,
+        '*',
+        'Resource "*" only where IAM has no resource-level permissions: ec2:DescribeInstances, X-Ray PutTraceSegments/PutTelemetryRecords'
+          + (isHostStep(spec) ? ', ssm:GetCommandInvocation/CancelCommand/ListCommandInvocations (command ids exist only after SendCommand)' : '')
+          + (settings.vpc ? ', and the ENI actions Lambda needs to attach the function to the VPC' : '')
+          + '.',
+      );
+      acknowledge(
+        fn,
+        'AwsSolutions-L1',
+        'Node.js 22 is the runtime this product is designed and tested for (the same code also runs on Node 20 in embedded mode); moving to a newer runtime is a deliberate upgrade, not drift.',
+      );
+
+      steps.push({ spec, placeholder: stepPlaceholder(spec.file), fn, role, logGroup });
+    }
+    this.steps = steps;
+    this.byPlaceholder = new Map(steps.map((s) => [s.placeholder, s]));
+  }
+
+  /**
+   * The VPC, subnets and security group from their ids: no lookups (`Vpc.fromLookup` would need
+   * AWS credentials at synth time), nothing created. The functions only need the subnet ids.
+   */
+  private vpcPlacement(vpc: VpcPlacement) {
+    const subnets = vpc.subnetIds.map((subnetId, i) => {
+      const subnet = ec2.Subnet.fromSubnetId(this, `Subnet${i}`, subnetId);
+      acknowledge(subnet, 'Annotation::@aws-cdk/aws-ec2:noSubnetRouteTableId', 'The step Lambdas only need the subnet id to place their network interfaces; nothing in this stack reads or changes the subnet route table.');
+      return subnet;
+    });
+    // The subnets are given explicitly, so nothing reads the zones; stack.availabilityZones
+    // would be a context lookup for an environment-specific stack, Fn::GetAZs is not.
+    const imported = ec2.Vpc.fromVpcAttributes(this, 'Vpc', { vpcId: vpc.vpcId, availabilityZones: Fn.getAzs() });
+    acknowledge(imported, 'Annotation::@aws-cdk/aws-ec2:vpcAttributeIsListTokenavailabilityZones', 'The functions get their subnets by id; nothing selects subnets from this imported VPC by zone, so its zone list is never read at synthesis.');
+    return {
+      vpc: imported,
+      vpcSubnets: { subnets },
+      securityGroups: [ec2.SecurityGroup.fromSecurityGroupId(this, 'SecurityGroup', vpc.securityGroupId, { mutable: false })],
+    };
+  }
+
+  /** The step that fills an ASL placeholder such as `StageOnHostFunctionArn`, if any. */
+  forPlaceholder(placeholder: string): StepLambda | undefined {
+    return this.byPlaceholder.get(placeholder);
+  }
+}

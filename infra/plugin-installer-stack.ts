@@ -1,0 +1,60 @@
+/**
+ * The AWS deployment of workspace-plugin-installer: artifact bucket, step Lambdas, the install /
+ * rollback / uninstall state machines, the event bus and the alarms.
+ *
+ * The HTTP API (API Gateway + api Lambda) and the sweeper attach to what this stack exposes:
+ * `stateMachines` (StartExecution), `bucket` (presigned downloads), `bus`, `steps`, `alarmTopic`.
+ */
+import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import type * as events from 'aws-cdk-lib/aws-events';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import type { Construct } from 'constructs';
+import { WORKFLOWS, type WorkflowName } from '../lambdas/core/workflow/workflow-files.ts';
+import { InstallerAlarms } from './constructs/alarms.ts';
+import { ArtifactBucket } from './constructs/artifact-bucket.ts';
+import { PluginEventBus } from './constructs/event-bus.ts';
+import { StepLambdas } from './constructs/step-functions.ts';
+import { Workflows } from './constructs/workflows.ts';
+import type { InstallerSettings } from './settings.ts';
+
+export interface PluginInstallerStackProps extends StackProps {
+  readonly settings: InstallerSettings;
+}
+
+export class PluginInstallerStack extends Stack {
+  readonly settings: InstallerSettings;
+  readonly bucket: s3.Bucket;
+  readonly bus: events.EventBus;
+  readonly steps: StepLambdas;
+  readonly workflows: Workflows;
+  readonly stateMachines: Readonly<Record<WorkflowName, sfn.StateMachine>>;
+  readonly alarms: InstallerAlarms;
+  readonly alarmTopic: sns.Topic;
+
+  constructor(scope: Construct, id: string, props: PluginInstallerStackProps) {
+    super(scope, id, {
+      description: 'workspace-plugin-installer: atomic, observable, reversible plugin installs on workspace hosts',
+      ...props,
+    });
+    this.settings = props.settings;
+
+    const artifacts = new ArtifactBucket(this, 'Artifacts');
+    this.bucket = artifacts.bucket;
+    this.bus = new PluginEventBus(this, 'Events').bus;
+    this.steps = new StepLambdas(this, 'Steps', { bucket: this.bucket, settings: props.settings });
+    this.workflows = new Workflows(this, 'Workflows', { steps: this.steps, bus: this.bus });
+    this.stateMachines = this.workflows.stateMachines;
+    this.alarms = new InstallerAlarms(this, 'Alarms', { stateMachines: this.stateMachines, executionLogGroup: this.workflows.logGroup });
+    this.alarmTopic = this.alarms.topic;
+
+    new CfnOutput(this, 'ArtifactBucketName', { value: this.bucket.bucketName, description: 'Validated plugin tarballs (uploads/, artifacts/)' });
+    new CfnOutput(this, 'EventBusName', { value: this.bus.eventBusName, description: 'Plugin lifecycle events' });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn, description: 'Subscribe operators here' });
+    for (const name of WORKFLOWS) {
+      const id = `${name.charAt(0).toUpperCase()}${name.slice(1)}StateMachineArn`;
+      new CfnOutput(this, id, { value: this.stateMachines[name].stateMachineArn, description: `The ${name} workflow` });
+    }
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Deployment settings, read from CDK context (`cdk.json` or `-c key=value`) and checked before
+ * any construct is built, so a typo fails `cdk synth` with a readable message instead of
+ * producing a stack that cannot reach its hosts.
+ *
+ *   osUser            OS user EC2 Instance Connect pushes the ephemeral key for (default ubuntu)
+ *   defaultTransport  eic | ssm: the transport of instances without a PluginTransport tag (default ssm)
+ *   vpcId, subnetIds, securityGroupId
+ *                     optional, together: run the step Lambdas in these subnets (EIC to private IPs)
+ *   eicEndpointId, eicEndpointDns
+ *                     optional, together: reach hosts through this EC2 Instance Connect Endpoint
+ */
+import type { Node } from 'constructs';
+
+export type DefaultTransport = 'eic' | 'ssm';
+
+export interface VpcPlacement {
+  readonly vpcId: string;
+  readonly subnetIds: readonly string[];
+  readonly securityGroupId: string;
+}
+
+export interface EicEndpoint {
+  readonly id: string;
+  readonly dnsName: string;
+}
+
+export interface InstallerSettings {
+  readonly osUser: string;
+  readonly defaultTransport: DefaultTransport;
+  readonly vpc?: VpcPlacement;
+  readonly eicEndpoint?: EicEndpoint;
+}
+
+export const DEFAULT_SETTINGS: Pick<InstallerSettings, 'osUser' | 'defaultTransport'> = {
+  osUser: 'ubuntu',
+  defaultTransport: 'ssm',
+};
+
+/** The context keys this app reads. */
+export const CONTEXT_KEYS = ['osUser', 'defaultTransport', 'vpcId', 'subnetIds', 'securityGroupId', 'eicEndpointId', 'eicEndpointDns'] as const;
+
+const OS_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
+const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
+const SECURITY_GROUP_ID = /^sg-[0-9a-f]{8,17}$/;
+const EIC_ENDPOINT_ID = /^eice-[0-9a-f]{8,17}$/;
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/;
+
+export class SettingsError extends Error {
+  override readonly name = 'SettingsError';
+}
+
+type Raw = Partial<Record<(typeof CONTEXT_KEYS)[number], unknown>>;
+
+function text(raw: Raw, key: keyof Raw): string | undefined {
+  const value = raw[key];
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string') throw new SettingsError(`context ${key} must be a string, got ${JSON.stringify(value)}`);
+  return value.trim() || undefined;
+}
+
+function matching(raw: Raw, key: keyof Raw, pattern: RegExp, example: string): string | undefined {
+  const value = text(raw, key);
+  if (value !== undefined && !pattern.test(value)) {
+    throw new SettingsError(`context ${key}=${JSON.stringify(value)} is not valid (expected something like ${example})`);
+  }
+  return value;
+}
+
+/** `subnetIds` comes as a JSON array from cdk.json and as `a,b` from `-c subnetIds=a,b`. */
+function subnetList(raw: Raw): string[] | undefined {
+  const value = raw.subnetIds;
+  if (value === undefined || value === null || value === '') return undefined;
+  const list = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : undefined;
+  if (!list) throw new SettingsError(`context subnetIds must be a list or a comma-separated string, got ${JSON.stringify(value)}`);
+  const ids = list.map((s) => (typeof s === 'string' ? s.trim() : s)).filter((s) => s !== '');
+  for (const id of ids) {
+    if (typeof id !== 'string' || !SUBNET_ID.test(id)) {
+      throw new SettingsError(`context subnetIds has ${JSON.stringify(id)}, which is not a subnet id (expected something like subnet-0123456789abcdef0)`);
+    }
+  }
+  if (ids.length === 0) return undefined;
+  return [...new Set(ids as string[])];
+}
+
+/** Checks raw context values and fills in the defaults. */
+export function parseSettings(raw: Raw): InstallerSettings {
+  const osUser = matching(raw, 'osUser', OS_USER, 'ubuntu or ec2-user') ?? DEFAULT_SETTINGS.osUser;
+  const transport = text(raw, 'defaultTransport') ?? DEFAULT_SETTINGS.defaultTransport;
+  if (transport !== 'eic' && transport !== 'ssm') {
+    throw new SettingsError(`context defaultTransport=${JSON.stringify(transport)} is not valid (expected eic or ssm)`);
+  }
+
+  const vpcId = matching(raw, 'vpcId', VPC_ID, 'vpc-0123456789abcdef0');
+  const subnetIds = subnetList(raw);
+  const securityGroupId = matching(raw, 'securityGroupId', SECURITY_GROUP_ID, 'sg-0123456789abcdef0');
+  const vpcParts = [vpcId, subnetIds, securityGroupId].filter((v) => v !== undefined).length;
+  if (vpcParts !== 0 && vpcParts !== 3) {
+    throw new SettingsError('context vpcId, subnetIds and securityGroupId go together: give all three (VPC placement) or none');
+  }
+
+  const endpointId = matching(raw, 'eicEndpointId', EIC_ENDPOINT_ID, 'eice-0123456789abcdef0');
+  const endpointDns = matching(raw, 'eicEndpointDns', DNS_NAME, 'eice-0123456789abcdef0.1a2b3c4d.ec2-instance-connect-endpoint.us-east-1.amazonaws.com');
+  if ((endpointId === undefined) !== (endpointDns === undefined)) {
+    throw new SettingsError('context eicEndpointId and eicEndpointDns go together: give both (tunnel through the endpoint) or neither');
+  }
+
+  return {
+    osUser,
+    defaultTransport: transport,
+    ...(vpcId && subnetIds && securityGroupId ? { vpc: { vpcId, subnetIds, securityGroupId } } : {}),
+    ...(endpointId && endpointDns ? { eicEndpoint: { id: endpointId, dnsName: endpointDns } } : {}),
+  };
+}
+
+/** The settings from a construct tree's context (the App's, usually). */
+export function settingsFromContext(node: Node): InstallerSettings {
+  const raw: Raw = {};
+  for (const key of CONTEXT_KEYS) raw[key] = node.tryGetContext(key) as unknown;
+  return parseSettings(raw);
+}

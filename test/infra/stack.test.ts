@@ -1,0 +1,680 @@
+/**
+ * The CDK stack, built in-process from cdk.json's context: every resource the deployment needs,
+ * Lambdas on nodejs22.x/arm64, IAM exactly as designed (conditions included), state machine
+ * definitions that are the ASL files with every placeholder filled, and cdk-nag's AWS Solutions
+ * pack with nothing left unacknowledged.
+ *
+ * Two stacks: the defaults (environment-agnostic), and one with VPC placement, an EIC endpoint,
+ * the EIC transport and an account/region (ARNs become literal there).
+ */
+import { readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { Validations } from 'aws-cdk-lib';
+import { Match } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import type { IConstruct } from 'constructs';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { placeholders, WORKFLOWS, workflowText, type WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
+import { STEP_BY_PLACEHOLDER } from '../../lambdas/handlers/all-steps.ts';
+import { awsDeps, defaultAwsClients } from '../../lambdas/commons/aws-deps.ts';
+import type { S3ArtifactStore } from '../../lambdas/core/artifacts/s3-artifact-store.ts';
+import { WORKSPACE_ID_TAG, type Ec2WorkspaceDirectory } from '../../lambdas/core/workspaces/ec2-workspace-directory.ts';
+import { ROLLBACK_FAILED } from '../../infra/constructs/alarms.ts';
+import { EVENT_BUS_NAME, EVENT_SOURCE, PLUGIN_EVENT_TYPES } from '../../infra/constructs/event-bus.ts';
+import { MIN_REASON_LENGTH } from '../../infra/constructs/nag.ts';
+import { isHostStep, STEP_SPECS, stepPlaceholder, WORKSPACE_TAG, type StepSpec } from '../../infra/constructs/step-functions.ts';
+import { buildInstallerApp } from '../../infra/installer-app.ts';
+import {
+  actionsOf,
+  buildApp,
+  cdkJson,
+  flat,
+  logicalId,
+  resourcesOf,
+  roleStatements,
+  ROOT,
+  TEST_ACCOUNT,
+  TEST_REGION,
+  type BuiltApp,
+  type Statement,
+} from './infra-helpers.ts';
+
+type AslValidator = (definition: unknown, options?: { checkPaths?: boolean; checkArn?: boolean }) => { isValid: boolean; errors: unknown[] };
+const validateAsl = createRequire(import.meta.url)('asl-validator') as AslValidator;
+
+const VARIANT_CONTEXT = {
+  osUser: 'ec2-user',
+  defaultTransport: 'eic',
+  vpcId: 'vpc-0123456789abcdef0',
+  subnetIds: 'subnet-0123456789abcdef0,subnet-0fedcba9876543210',
+  securityGroupId: 'sg-0123456789abcdef0',
+  eicEndpointId: 'eice-0123456789abcdef0',
+  eicEndpointDns: 'eice-0123456789abcdef0.1a2b3c4d.ec2-instance-connect-endpoint.us-east-1.amazonaws.com',
+};
+
+let base: BuiltApp;
+let variant: BuiltApp;
+
+beforeAll(() => {
+  base = buildApp();
+  variant = buildApp({ context: VARIANT_CONTEXT, env: { account: TEST_ACCOUNT, region: TEST_REGION } });
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+const HANDLER_FILES = readdirSync(join(ROOT, 'lambdas/handlers'))
+  .filter((f) => f.endsWith('.ts') && f !== 'all-steps.ts')
+  .map((f) => f.replace(/\.ts$/, ''))
+  .sort();
+
+function stepOf(app: BuiltApp, spec: StepSpec) {
+  const step = app.stack.steps.forPlaceholder(stepPlaceholder(spec.file));
+  if (!step) throw new Error(`no step for ${spec.file}`);
+  return step;
+}
+
+describe('resources', () => {
+  it('has the artifact bucket, its log bucket, 11 step Lambdas, 3 state machines, the bus, the alarms', () => {
+    const t = base.template;
+    t.resourceCountIs('AWS::S3::Bucket', 2);
+    t.resourceCountIs('AWS::Lambda::Function', 11);
+    t.resourceCountIs('AWS::StepFunctions::StateMachine', 3);
+    t.resourceCountIs('AWS::Events::EventBus', 1);
+    t.resourceCountIs('AWS::Events::Archive', 1);
+    t.resourceCountIs('AWS::SNS::Topic', 1);
+    t.resourceCountIs('AWS::KMS::Key', 1);
+    t.resourceCountIs('AWS::CloudWatch::Alarm', 4);
+    t.resourceCountIs('AWS::Logs::MetricFilter', 1);
+    // Nothing the stack does not need yet (the API and the sweeper arrive with their handlers).
+    t.resourceCountIs('AWS::ApiGateway::RestApi', 0);
+    t.resourceCountIs('AWS::Events::Rule', 0);
+    t.resourceCountIs('AWS::IAM::ManagedPolicy', 0);
+    // No custom resources (e.g. a LogRetention Lambda): every function above is a step.
+    expect(Object.keys(t.findResources('AWS::CloudFormation::CustomResource'))).toEqual([]);
+  });
+
+  it('exposes what the API and the sweeper will attach to', () => {
+    const { stack } = base;
+    expect(Object.keys(stack.stateMachines).sort()).toEqual([...WORKFLOWS].sort());
+    expect(stack.bucket).toBeDefined();
+    expect(stack.bus).toBeDefined();
+    expect(stack.alarmTopic).toBeDefined();
+    expect(stack.steps.steps).toHaveLength(STEP_SPECS.length);
+    base.template.hasOutput('ArtifactBucketName', {});
+    base.template.hasOutput('EventBusName', {});
+    base.template.hasOutput('InstallStateMachineArn', {});
+  });
+});
+
+describe('artifact bucket', () => {
+  it('is private, encrypted, TLS-only, logs its accesses, and expires uploads', () => {
+    const t = base.template;
+    const bucketId = logicalId(base.stack.bucket);
+    const logBucketId = Object.keys(t.findResources('AWS::S3::Bucket')).find((id) => id !== bucketId)!;
+    t.hasResource('AWS::S3::Bucket', {
+      Properties: {
+        PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+        BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+        LoggingConfiguration: { DestinationBucketName: { Ref: logBucketId }, LogFilePrefix: Match.anyValue() },
+        LifecycleConfiguration: {
+          Rules: Match.arrayWith([
+            Match.objectLike({ Prefix: 'uploads/', ExpirationInDays: 1, Status: 'Enabled' }),
+            Match.objectLike({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' }),
+          ]),
+        },
+      },
+    });
+    const bucket = t.findResources('AWS::S3::Bucket')[bucketId]!;
+    expect((bucket.Properties as Record<string, unknown>).VersioningConfiguration).toBeUndefined();
+    // Both buckets refuse plain HTTP.
+    for (const id of [bucketId, logBucketId]) {
+      t.hasResourceProperties('AWS::S3::BucketPolicy', {
+        Bucket: { Ref: id },
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+          ]),
+        },
+      });
+    }
+    t.hasResourceProperties('AWS::S3::Bucket', {
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      LoggingConfiguration: Match.absent(),
+    });
+  });
+});
+
+describe('step Lambdas', () => {
+  it('cover every step handler file, and fill exactly the placeholders all-steps.ts maps', async () => {
+    // A step handler exports the workflow `step` it wraps; other handlers (the API's) are not steps.
+    const stepFiles: string[] = [];
+    for (const file of HANDLER_FILES) {
+      const mod = (await import(join(ROOT, 'lambdas/handlers', `${file}.ts`))) as { step?: { placeholder?: unknown } };
+      if (typeof mod.step?.placeholder === 'string') stepFiles.push(file);
+    }
+    expect(STEP_SPECS.map((s) => s.file).sort()).toEqual(stepFiles.sort());
+    expect(STEP_SPECS.map((s) => stepPlaceholder(s.file)).sort()).toEqual([...STEP_BY_PLACEHOLDER.keys()].sort());
+  });
+
+  it('each step handler file exports `handler` and the step for its placeholder', async () => {
+    for (const spec of STEP_SPECS) {
+      const mod = (await import(join(ROOT, 'lambdas/handlers', `${spec.file}.ts`))) as { handler?: unknown; step?: { placeholder: string } };
+      expect(typeof mod.handler, spec.file).toBe('function');
+      expect(mod.step?.placeholder, spec.file).toBe(stepPlaceholder(spec.file));
+    }
+  });
+
+  it('run nodejs22.x on arm64 with tracing, their own log group, and the designed timeouts and memory', () => {
+    for (const app of [base, variant]) {
+      for (const spec of STEP_SPECS) {
+        const step = stepOf(app, spec);
+        const fn = app.template.findResources('AWS::Lambda::Function')[logicalId(step.fn)];
+        expect(fn, spec.file).toBeDefined();
+        const props = fn!.Properties as Record<string, unknown>;
+        expect(props.Runtime).toBe('nodejs22.x');
+        expect(props.Architectures).toEqual(['arm64']);
+        expect(props.Handler).toBe('index.handler');
+        expect(props.TracingConfig).toEqual({ Mode: 'Active' });
+        expect(props.LoggingConfig).toEqual({ LogGroup: { Ref: logicalId(step.logGroup) } });
+        expect(props.Role).toEqual({ 'Fn::GetAtt': [logicalId(step.role), 'Arn'] });
+        const long = spec.file === 'stage-on-host' || spec.file === 'prepare-install';
+        expect(props.Timeout, spec.file).toBe(long ? 300 : 60);
+        expect(props.MemorySize as number).toBeGreaterThanOrEqual(256);
+        expect(props.MemorySize as number).toBeLessThanOrEqual(512);
+        expect(props.Description).toContain(`lambdas/handlers/${spec.file}.ts`);
+      }
+    }
+    base.template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
+  });
+
+  it('get the environment the adapters read (EIC endpoint only when configured)', () => {
+    const common = {
+      ARTIFACT_BUCKET: { Ref: logicalId(base.stack.bucket) },
+      LEASE_SECONDS: '900',
+      POWERTOOLS_SERVICE_NAME: 'workspace-plugin-installer',
+      POWERTOOLS_METRICS_NAMESPACE: 'WorkspacePluginInstaller',
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+    const variables = (app: BuiltApp, spec: StepSpec) =>
+      (app.template.findResources('AWS::Lambda::Function')[logicalId(stepOf(app, spec).fn)]!.Properties as { Environment: { Variables: unknown } }).Environment.Variables;
+    // Host steps also get their host-operation timeout: the function's less 15 s (45 s, or 285 s for StageOnHost).
+    const hostTimeout = (spec: StepSpec) => (isHostStep(spec) ? { HOST_STEP_TIMEOUT_MS: spec.file === 'stage-on-host' ? '285000' : '45000' } : {});
+    for (const spec of STEP_SPECS) {
+      expect(variables(base, spec), spec.file).toEqual({
+        ...common,
+        DEFAULT_TRANSPORT: 'ssm',
+        EIC_OS_USER: 'ubuntu',
+        ...hostTimeout(spec),
+      });
+      expect(variables(variant, spec), spec.file).toEqual({
+        ...common,
+        ARTIFACT_BUCKET: { Ref: logicalId(variant.stack.bucket) },
+        DEFAULT_TRANSPORT: 'eic',
+        EIC_OS_USER: 'ec2-user',
+        EIC_ENDPOINT_ID: VARIANT_CONTEXT.eicEndpointId,
+        EIC_ENDPOINT_DNS: VARIANT_CONTEXT.eicEndpointDns,
+        ...hostTimeout(spec),
+      });
+    }
+  });
+
+  it('set exactly what the AWS composition root reads (lambdas/commons/aws-deps.ts)', () => {
+    expect(WORKSPACE_TAG).toBe(WORKSPACE_ID_TAG);
+    for (const app of [base, variant]) {
+      for (const spec of STEP_SPECS) {
+        const fn = app.template.findResources('AWS::Lambda::Function')[logicalId(stepOf(app, spec).fn)]!;
+        const variables = (fn.Properties as { Environment: { Variables: Record<string, unknown> } }).Environment.Variables;
+        const env = Object.fromEntries(Object.entries(variables).map(([k, v]) => [k, typeof v === 'string' ? v : 'artifact-bucket']));
+        const deps = awsDeps(env, defaultAwsClients());
+        expect(deps.leaseSeconds).toBe(900);
+        expect((deps.artifacts as S3ArtifactStore).bucket).toBe('artifact-bucket');
+        expect((deps.workspaces as Ec2WorkspaceDirectory).defaultTransport).toBe(app === base ? 'ssm' : 'eic');
+        if (isHostStep(spec)) expect(deps.hostTimeoutMs, spec.file).toBe(spec.timeout.toMilliseconds() - 15_000);
+      }
+    }
+  });
+
+  it('run in the given subnets and security group when VPC placement is configured, and outside a VPC otherwise', () => {
+    variant.template.allResourcesProperties('AWS::Lambda::Function', {
+      VpcConfig: {
+        SubnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'],
+        SecurityGroupIds: ['sg-0123456789abcdef0'],
+      },
+    });
+    base.template.allResourcesProperties('AWS::Lambda::Function', { VpcConfig: Match.absent() });
+    // Imported by id: no lookups (the CLI test synthesizes with --no-lookups), nothing created.
+    variant.template.resourceCountIs('AWS::EC2::SecurityGroup', 0);
+  });
+});
+
+/** A statement reduced to what IAM evaluates, with resources rendered as text. */
+function normalize(s: Statement) {
+  return {
+    sid: s.Sid ?? '',
+    effect: s.Effect,
+    actions: [...actionsOf(s)].sort(),
+    resources: resourcesOf(s).map(flat).sort(),
+    condition: s.Condition,
+  };
+}
+
+function sortStatements<T extends { sid: string; actions: string[] }>(list: T[]): T[] {
+  return [...list].sort((a, b) => `${a.sid}|${a.actions.join()}`.localeCompare(`${b.sid}|${b.actions.join()}`));
+}
+
+interface ArnParts {
+  partition: string;
+  region: string;
+  account: string;
+}
+
+function expectedStatements(app: BuiltApp, spec: StepSpec, arn: ArnParts, osUser: string, endpointId?: string, vpc = false) {
+  const step = stepOf(app, spec);
+  const bucket = `<${logicalId(app.stack.bucket)}.Arn>`;
+  const instances = `arn:${arn.partition}:ec2:${arn.region}:${arn.account}:instance/*`;
+  const list: ReturnType<typeof normalize>[] = [
+    { sid: 'WriteOwnLogs', effect: 'Allow', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [`<${logicalId(step.logGroup)}.Arn>`], condition: undefined },
+    { sid: '', effect: 'Allow', actions: ['xray:PutTelemetryRecords', 'xray:PutTraceSegments'], resources: ['*'], condition: undefined },
+    { sid: 'LookUpWorkspaces', effect: 'Allow', actions: ['ec2:DescribeInstances'], resources: ['*'], condition: undefined },
+  ];
+  if (isHostStep(spec)) {
+    list.push(
+      {
+        sid: 'PushEphemeralSshKey',
+        effect: 'Allow',
+        actions: ['ec2-instance-connect:SendSSHPublicKey'],
+        resources: [instances],
+        condition: { StringEquals: { 'ec2:osuser': osUser }, Null: { 'aws:ResourceTag/WorkspaceId': 'false' } },
+      },
+      { sid: 'RunShellScriptDocument', effect: 'Allow', actions: ['ssm:SendCommand'], resources: [`arn:${arn.partition}:ssm:${arn.region}::document/AWS-RunShellScript`], condition: undefined },
+      { sid: 'RunOnWorkspaceInstances', effect: 'Allow', actions: ['ssm:SendCommand'], resources: [instances], condition: { Null: { 'ssm:resourceTag/WorkspaceId': 'false' } } },
+      { sid: 'FollowCommands', effect: 'Allow', actions: ['ssm:CancelCommand', 'ssm:GetCommandInvocation', 'ssm:ListCommandInvocations'], resources: ['*'], condition: undefined },
+    );
+    if (endpointId) {
+      list.push({
+        sid: 'TunnelThroughEndpoint',
+        effect: 'Allow',
+        actions: ['ec2-instance-connect:OpenTunnel'],
+        resources: [`arn:${arn.partition}:ec2:${arn.region}:${arn.account}:instance-connect-endpoint/${endpointId}`],
+        condition: { NumericEquals: { 'ec2-instance-connect:remotePort': 22 }, NumericLessThanEquals: { 'ec2-instance-connect:maxTunnelDuration': 3600 } },
+      });
+    }
+  }
+  if (spec.access === 'upload') {
+    list.push(
+      { sid: 'StreamUploads', effect: 'Allow', actions: ['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:GetObject', 's3:PutObject'], resources: [`${bucket}/uploads/*`], condition: undefined },
+      { sid: 'CommitArtifacts', effect: 'Allow', actions: ['s3:GetObject', 's3:PutObject'], resources: [`${bucket}/artifacts/*`], condition: undefined },
+      { sid: 'TellMissingFromDenied', effect: 'Allow', actions: ['s3:ListBucket'], resources: [bucket], condition: undefined },
+    );
+  }
+  if (spec.access === 'host-download') {
+    list.push({ sid: 'ReadArtifacts', effect: 'Allow', actions: ['s3:GetObject'], resources: [`${bucket}/artifacts/*`], condition: undefined });
+  }
+  if (vpc) {
+    list.push({
+      sid: 'ManageVpcNetworkInterfaces',
+      effect: 'Allow',
+      actions: ['ec2:AssignPrivateIpAddresses', 'ec2:CreateNetworkInterface', 'ec2:DeleteNetworkInterface', 'ec2:DescribeNetworkInterfaces', 'ec2:DescribeSubnets', 'ec2:UnassignPrivateIpAddresses'],
+      resources: ['*'],
+      condition: undefined,
+    });
+  }
+  return sortStatements(list);
+}
+
+/** Where `Resource: "*"` is allowed: actions without resource-level permissions. */
+const STAR_ACTIONS = new Set([
+  'ec2:DescribeInstances',
+  'ssm:GetCommandInvocation',
+  'ssm:CancelCommand',
+  'ssm:ListCommandInvocations',
+  'xray:PutTraceSegments',
+  'xray:PutTelemetryRecords',
+  'xray:GetSamplingRules',
+  'xray:GetSamplingTargets',
+  // Step Functions' log delivery to CloudWatch Logs.
+  'logs:CreateLogDelivery',
+  'logs:GetLogDelivery',
+  'logs:UpdateLogDelivery',
+  'logs:DeleteLogDelivery',
+  'logs:ListLogDeliveries',
+  'logs:PutResourcePolicy',
+  'logs:DescribeResourcePolicies',
+  'logs:DescribeLogGroups',
+]);
+/** Only with VPC placement: the ENI actions Lambda needs (AWSLambdaVPCAccessExecutionRole, inline). */
+const VPC_STAR_ACTIONS = new Set([
+  'ec2:CreateNetworkInterface',
+  'ec2:DescribeNetworkInterfaces',
+  'ec2:DescribeSubnets',
+  'ec2:DeleteNetworkInterface',
+  'ec2:AssignPrivateIpAddresses',
+  'ec2:UnassignPrivateIpAddresses',
+]);
+
+function allStatements(app: BuiltApp): Statement[] {
+  return Object.values(app.template.findResources('AWS::IAM::Policy')).flatMap(
+    (p) => (p.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement,
+  );
+}
+
+describe('IAM', () => {
+  it('gives each step exactly its statements (defaults: SSM, no endpoint, no VPC)', () => {
+    const arn = { partition: '<AWS::Partition>', region: '<AWS::Region>', account: '<AWS::AccountId>' };
+    for (const spec of STEP_SPECS) {
+      const actual = sortStatements(roleStatements(base.template, logicalId(stepOf(base, spec).role)).map(normalize));
+      expect(actual, spec.file).toEqual(expectedStatements(base, spec, arn, 'ubuntu'));
+    }
+  });
+
+  it('adds OpenTunnel on the endpoint (port 22, ≤ 1 h) and the ENI actions with an endpoint and VPC placement', () => {
+    const arn = { partition: 'aws', region: TEST_REGION, account: TEST_ACCOUNT };
+    for (const spec of STEP_SPECS) {
+      const actual = sortStatements(roleStatements(variant.template, logicalId(stepOf(variant, spec).role)).map(normalize));
+      expect(actual, spec.file).toEqual(expectedStatements(variant, spec, arn, 'ec2-user', VARIANT_CONTEXT.eicEndpointId, true));
+    }
+  });
+
+  it('only the host steps reach hosts, only Prepare and StageOnHost touch S3', () => {
+    for (const spec of STEP_SPECS) {
+      const actions = roleStatements(base.template, logicalId(stepOf(base, spec).role)).flatMap(actionsOf);
+      const host = actions.some((a) => a.startsWith('ec2-instance-connect:') || a.startsWith('ssm:'));
+      expect(host, spec.file).toBe(isHostStep(spec));
+      const s3 = actions.some((a) => a.startsWith('s3:'));
+      expect(s3, spec.file).toBe(spec.file === 'prepare-install' || spec.file === 'stage-on-host');
+    }
+  });
+
+  it('has no wildcard actions, and Resource "*" only for actions without resource-level permissions', () => {
+    for (const [app, allowed] of [[base, STAR_ACTIONS], [variant, new Set([...STAR_ACTIONS, ...VPC_STAR_ACTIONS])]] as const) {
+      const statements = allStatements(app);
+      expect(statements.length).toBeGreaterThan(0);
+      for (const s of statements) {
+        expect(s.Effect).toBe('Allow');
+        for (const action of actionsOf(s)) expect(action, JSON.stringify(s)).not.toContain('*');
+        if (resourcesOf(s).includes('*')) {
+          for (const action of actionsOf(s)) expect(allowed.has(action), `${action} on "*"`).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('attaches no managed policies', () => {
+    for (const role of Object.values(base.template.findResources('AWS::IAM::Role'))) {
+      expect((role.Properties as Record<string, unknown>).ManagedPolicyArns).toBeUndefined();
+    }
+  });
+
+  it('lets each state machine invoke exactly the steps its definition names, and put events on the bus', () => {
+    for (const name of WORKFLOWS) {
+      const machine = base.stack.stateMachines[name];
+      const statements = roleStatements(base.template, logicalId(machine.role));
+      const expected = placeholders(workflowText(name))
+        .filter((p) => p !== 'EventBusName')
+        .map((p) => `<${logicalId(base.stack.steps.forPlaceholder(p)!.fn)}.Arn>`)
+        .sort();
+      const invoke = statements.filter((s) => actionsOf(s).includes('lambda:InvokeFunction'));
+      expect(invoke.flatMap(actionsOf)).toEqual(['lambda:InvokeFunction']);
+      expect(invoke.flatMap(resourcesOf).map(flat).sort(), name).toEqual(expected);
+      const put = statements.filter((s) => actionsOf(s).includes('events:PutEvents'));
+      expect(put.flatMap(resourcesOf).map(flat)).toEqual([`<${logicalId(base.stack.bus)}.Arn>`]);
+      // Nothing else but logging and tracing.
+      for (const s of statements) {
+        for (const action of actionsOf(s)) expect(['lambda:InvokeFunction', 'events:PutEvents'].includes(action) || STAR_ACTIONS.has(action), action).toBe(true);
+      }
+    }
+  });
+});
+
+interface Definition {
+  States: Record<string, { Type: string; Resource?: string; Parameters?: { Entries?: { Source: string; DetailType: string; EventBusName: string }[] } }>;
+}
+
+/** The literal text parts of a DefinitionString (a string, or the strings of an Fn::Join). */
+function literalParts(value: unknown): string[] {
+  if (typeof value === 'string') return [value];
+  const join = (value as { 'Fn::Join'?: [string, unknown[]] })['Fn::Join'];
+  if (join) return join[1].flatMap(literalParts);
+  return [];
+}
+
+describe('state machines', () => {
+  const machine = (app: BuiltApp, name: WorkflowName) => {
+    const resource = app.template.findResources('AWS::StepFunctions::StateMachine')[logicalId(app.stack.stateMachines[name])];
+    return resource!.Properties as {
+      StateMachineName: string;
+      StateMachineType?: string;
+      DefinitionString: unknown;
+      DefinitionSubstitutions: Record<string, unknown>;
+      LoggingConfiguration: unknown;
+      TracingConfiguration: unknown;
+    };
+  };
+
+  it('are Standard, named plugin-<workflow>, log everything but execution data, and trace', () => {
+    for (const name of WORKFLOWS) {
+      const props = machine(base, name);
+      expect(props.StateMachineName).toBe(`plugin-${name}`);
+      expect(props.StateMachineType ?? 'STANDARD').toBe('STANDARD');
+      expect(props.LoggingConfiguration).toEqual({
+        Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [logicalId(base.stack.workflows.logGroup), 'Arn'] } } }],
+        IncludeExecutionData: false,
+        Level: 'ALL',
+      });
+      expect(props.TracingConfiguration).toEqual({ Enabled: true });
+    }
+  });
+
+  it('carry the ASL file inline, every ${…} filled by a DefinitionSubstitution the stack produced', () => {
+    for (const name of WORKFLOWS) {
+      const props = machine(base, name);
+      expect(props.DefinitionString, name).toBe(workflowText(name));
+      const used = new Set(literalParts(props.DefinitionString).flatMap((part) => [...part.matchAll(/\$\{([^}]*)\}/g)].map((m) => m[1]!)));
+      expect([...used].sort(), name).toEqual(Object.keys(props.DefinitionSubstitutions).sort());
+      for (const [key, value] of Object.entries(props.DefinitionSubstitutions)) {
+        if (key === 'EventBusName') {
+          expect(value).toEqual({ Ref: logicalId(base.stack.bus) });
+          continue;
+        }
+        const step = base.stack.steps.forPlaceholder(key);
+        expect(step, `${name}: ${key}`).toBeDefined();
+        expect(value).toEqual({ 'Fn::GetAtt': [logicalId(step!.fn), 'Arn'] });
+        expect(base.template.findResources('AWS::Lambda::Function')[logicalId(step!.fn)], key).toBeDefined();
+      }
+    }
+  });
+
+  it('reference every step their workflow needs: install, rollback and uninstall', () => {
+    const keys = (name: WorkflowName) => Object.keys(machine(base, name).DefinitionSubstitutions).sort();
+    expect(keys('install')).toEqual(
+      ['AcquireLock', 'EventBusName', 'PrepareInstall', 'ReleaseLock', 'RollBack', 'SnapshotLive', 'StageOnHost', 'SwapIntoPlace', 'WriteMarker']
+        .map((k) => (k === 'EventBusName' ? k : `${k}FunctionArn`))
+        .sort(),
+    );
+    expect(keys('rollback')).toEqual(
+      ['AcquireLockFunctionArn', 'EventBusName', 'PrepareTargetFunctionArn', 'ReleaseLockFunctionArn', 'RollBackFunctionArn', 'SnapshotLiveFunctionArn', 'StageSnapshotFunctionArn', 'SwapIntoPlaceFunctionArn'].sort(),
+    );
+    expect(keys('uninstall')).toEqual(
+      ['AcquireLockFunctionArn', 'EventBusName', 'PrepareTargetFunctionArn', 'ReleaseLockFunctionArn', 'RemoveLiveFunctionArn', 'RollBackFunctionArn'].sort(),
+    );
+  });
+
+  it('are valid ASL once CloudFormation has substituted the function ARNs and the bus name', () => {
+    for (const name of WORKFLOWS) {
+      const props = machine(base, name);
+      const arns = new Map<string, string>();
+      const rendered = (props.DefinitionString as string).replace(/\$\{([A-Za-z0-9_]+)\}/g, (_, key: string) => {
+        const value = props.DefinitionSubstitutions[key] as { Ref?: string; 'Fn::GetAtt'?: [string, string] };
+        if (value.Ref) return EVENT_BUS_NAME;
+        const arn = `arn:aws:lambda:${TEST_REGION}:${TEST_ACCOUNT}:function:${value['Fn::GetAtt']![0]}`;
+        arns.set(arn, key);
+        return arn;
+      });
+      expect(rendered).not.toContain('${');
+      const definition = JSON.parse(rendered) as Definition;
+      const result = validateAsl(definition, { checkPaths: true, checkArn: true });
+      expect(result.errors, name).toEqual([]);
+      expect(result.isValid).toBe(true);
+      for (const state of Object.values(definition.States)) {
+        if (state.Type !== 'Task') continue;
+        if (state.Resource === 'arn:aws:states:::events:putEvents') {
+          for (const entry of state.Parameters!.Entries!) {
+            expect(entry.Source).toBe(EVENT_SOURCE);
+            expect(PLUGIN_EVENT_TYPES).toContain(entry.DetailType);
+            expect(entry.EventBusName).toBe(EVENT_BUS_NAME);
+          }
+        } else {
+          expect(arns.has(state.Resource!), `${name}: ${state.Resource}`).toBe(true);
+        }
+      }
+    }
+  });
+});
+
+describe('event bus', () => {
+  it('is named workspace-plugin-installer and archives the plugin events', () => {
+    base.template.hasResourceProperties('AWS::Events::EventBus', { Name: EVENT_BUS_NAME });
+    base.template.hasResourceProperties('AWS::Events::Archive', {
+      SourceArn: { 'Fn::GetAtt': [logicalId(base.stack.bus), 'Arn'] },
+      EventPattern: { source: [EVENT_SOURCE], 'detail-type': [...PLUGIN_EVENT_TYPES] },
+      RetentionDays: 30,
+    });
+  });
+
+  it('knows every event type the workflows emit, and nothing else', () => {
+    const emitted = new Set(WORKFLOWS.flatMap((name) => [...workflowText(name).matchAll(/"DetailType": "([^"]+)"/g)].map((m) => m[1]!)));
+    expect([...emitted].sort()).toEqual([...PLUGIN_EVENT_TYPES].sort());
+  });
+});
+
+describe('alarms', () => {
+  it('alarm on ExecutionsFailed of each state machine, notifying the encrypted topic', () => {
+    const topic = logicalId(base.stack.alarmTopic);
+    for (const name of WORKFLOWS) {
+      base.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/States',
+        MetricName: 'ExecutionsFailed',
+        Dimensions: [{ Name: 'StateMachineArn', Value: { Ref: logicalId(base.stack.stateMachines[name]) } }],
+        Statistic: 'Sum',
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        TreatMissingData: 'notBreaching',
+        AlarmActions: [{ Ref: topic }],
+      });
+    }
+  });
+
+  it('alarm on RollbackFailed through a metric filter on the execution log group', () => {
+    const logGroup = logicalId(base.stack.workflows.logGroup);
+    base.template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      LogGroupName: { Ref: logGroup },
+      FilterPattern: `{ (($.type = "FailStateEntered") && ($.details.name = "${ROLLBACK_FAILED}")) || (($.type = "ExecutionFailed") && ($.details.error = "${ROLLBACK_FAILED}")) }`,
+      MetricTransformations: [{ MetricNamespace: 'WorkspacePluginInstaller', MetricName: ROLLBACK_FAILED, MetricValue: '1' }],
+    });
+    base.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'WorkspacePluginInstaller',
+      MetricName: ROLLBACK_FAILED,
+      Statistic: 'Maximum',
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      AlarmActions: [{ Ref: logicalId(base.stack.alarmTopic) }],
+    });
+    // Every workflow's operator-needed end is the state the filter looks for.
+    for (const name of WORKFLOWS) {
+      const states = (JSON.parse(workflowText(name)) as { States: Record<string, { Type: string; Error?: string }> }).States;
+      expect(states[ROLLBACK_FAILED], name).toEqual(expect.objectContaining({ Type: 'Fail', Error: ROLLBACK_FAILED }));
+    }
+  });
+
+  it('encrypt the topic with a rotated key CloudWatch may use, and refuse plain HTTP', () => {
+    const key = logicalId(base.stack.alarms.key);
+    base.template.hasResourceProperties('AWS::KMS::Key', {
+      EnableKeyRotation: true,
+      KeyPolicy: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: ['kms:Decrypt', 'kms:GenerateDataKey*'] }),
+        ]),
+      },
+    });
+    base.template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [key, 'Arn'] } });
+    base.template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+          Match.objectLike({ Effect: 'Allow', Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: 'sns:Publish' }),
+        ]),
+      },
+    });
+  });
+});
+
+interface Acknowledgement {
+  path: string;
+  id: string;
+  reason: string;
+}
+
+function acknowledgements(root: IConstruct): Acknowledgement[] {
+  const out: Acknowledgement[] = [];
+  for (const c of root.node.findAll()) {
+    for (const entry of c.node.metadata) {
+      if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY || !entry.data) continue;
+      for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
+        out.push({ path: c.node.path, id: id.replace(/^annotation::/i, ''), reason });
+      }
+    }
+  }
+  return out;
+}
+
+describe('cdk-nag (AwsSolutions)', () => {
+  it('reports no unacknowledged error or warning', () => {
+    for (const app of [base, variant]) {
+      const report = new AwsSolutionsChecks().validateScope(app.app);
+      expect(report.violations.map((v) => `${v.severity} ${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`)).toEqual([]);
+      expect(report.success).toBe(true);
+    }
+  });
+
+  it('is wired into synthesis: the app fails to synthesize on a finding', () => {
+    const { app, stack } = buildInstallerApp({ context: { ...cdkJson().context, 'aws:cdk:bundling-stacks': [] } }, {});
+    // A wildcard action nobody acknowledged.
+    stack.steps.steps[0]!.role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:Get*'], resources: [stack.bucket.arnForObjects('x')] }));
+    expect(() => app.synth()).toThrow(/AwsSolutions-IAM5\[Action::s3:Get\*\]/);
+  });
+
+  it('every acknowledgement carries a written reason', () => {
+    for (const app of [base, variant]) {
+      const acks = acknowledgements(app.app);
+      expect(acks.length).toBeGreaterThan(0);
+      for (const ack of acks) {
+        expect(ack.reason.trim().length, `${ack.id} on ${ack.path}`).toBeGreaterThanOrEqual(MIN_REASON_LENGTH);
+      }
+    }
+  });
+
+  it.each([
+    ['defaults', {}, {}],
+    ['VPC + endpoint + account', VARIANT_CONTEXT, { CDK_DEFAULT_ACCOUNT: TEST_ACCOUNT, CDK_DEFAULT_REGION: TEST_REGION }],
+  ] as const)('acknowledges only findings that exist (%s): nothing stale, nothing blanket', (_, context, env) => {
+    const props = { context: { ...cdkJson().context, ...context, 'aws:cdk:bundling-stacks': [] } };
+    const acks = acknowledgements(buildInstallerApp(props, env).app).filter((a) => a.id.startsWith('AwsSolutions-'));
+    expect(acks.length).toBeGreaterThan(0);
+    // The same app, built without acknowledgements: what cdk-nag finds.
+    vi.spyOn(Validations.prototype, 'acknowledge').mockImplementation(() => undefined);
+    const { app } = buildInstallerApp(props, env);
+    const raw = new AwsSolutionsChecks().validateScope(app).violations.flatMap((v) => v.violatingResources.map((r) => ({ id: v.ruleName, path: r.constructPath ?? '' })));
+    const covers = (a: Acknowledgement, f: { id: string; path: string }) => a.id === f.id && (f.path === a.path || f.path.startsWith(`${a.path}/`));
+    for (const ack of acks) {
+      expect(raw.some((f) => covers(ack, f)), `${ack.id} on ${ack.path} matches no finding`).toBe(true);
+    }
+    for (const finding of raw) {
+      expect(acks.some((a) => covers(a, finding)), `${finding.id} on ${finding.path}`).toBe(true);
+    }
+  });
+});
