@@ -10,6 +10,8 @@ import { executionName } from '../../lambdas/core/execution-name.ts';
 import { assertPluginName, assertSha256, assertWorkspaceId } from '../../lambdas/core/names.ts';
 import { assertRuntime, RUNTIMES, type Runtime } from '../../lambdas/core/runtimes.ts';
 import { newStamp } from '../../lambdas/core/stamp.ts';
+import { assertKeep, DEFAULT_STAGING_OLDER_THAN_MS, formatDuration, parseDuration, sweepRules } from '../../lambdas/core/sweep/sweep-rules.ts';
+import { sweepWorkspaces, type WorkspaceSweepSummary } from '../../lambdas/core/sweep/workspace-sweep.ts';
 import { listPlugins } from '../../lambdas/core/steps/list-plugins.ts';
 import type { InstallPlan } from '../../lambdas/core/steps/step-payloads.ts';
 import { EXIT, statusOfError } from './exit-codes.ts';
@@ -44,6 +46,39 @@ function refuse(io: Io, json: boolean, err: PluginError, fields: Partial<Operati
     io.err(`pluginctl: ${err.message}\n${err.hint ? `  hint: ${err.hint}\n` : ''}`);
   }
   return mapped.exit;
+}
+
+function humanBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** `pluginctl sweep` for a person: what the rules were, one row per workspace, what a dry run would delete. */
+function sweepTable(summary: WorkspaceSweepSummary, olderThan: string, keep: number, file: string): string {
+  let text = `pluginctl sweep: snapshots and failed installs older than ${olderThan} (keeping the newest ${keep} snapshot${keep === 1 ? '' : 's'} of each plugin), staging older than ${formatDuration(DEFAULT_STAGING_OLDER_THAN_MS)}, expired locks${summary.dryRun ? ' — dry run, nothing deleted' : ''}\n`;
+  if (summary.hosts.length === 0) return `${text}no workspaces registered in ${file}\n`;
+  const rows = [['WORKSPACE', 'PREVIOUS', 'STAGING', 'FAILED', 'LOCKS', summary.dryRun ? 'WOULD FREE' : 'FREED']];
+  for (const h of summary.hosts) {
+    if (h.error) rows.push([h.workspace, '-', '-', '-', '-', `FAILED (${h.error.code})`]);
+    else rows.push([h.workspace, String(h.counts.previous), String(h.counts.staging), String(h.counts.failed), String(h.counts.locks), humanBytes(h.bytes)]);
+  }
+  const t = summary.totals;
+  rows.push(['TOTAL', String(t.counts.previous), String(t.counts.staging), String(t.counts.failed), String(t.counts.locks), humanBytes(t.bytes)]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) text += r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n';
+  if (summary.dryRun) {
+    for (const h of summary.hosts) {
+      for (const d of h.deleted ?? []) text += `would delete ${h.workspace}: ${d.path} (${humanBytes(d.bytes)})\n`;
+    }
+  }
+  return text;
 }
 
 export async function main(argv: string[], io: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) }): Promise<number> {
@@ -148,6 +183,30 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       }
       const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
       for (const r of rows) io.out(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+    });
+
+  program
+    .command('sweep')
+    .description('delete old snapshots, abandoned staging, old failed installs and expired locks on every workspace (never a live plugin)')
+    .option('--older-than <duration>', 'snapshots and failed installs older than this go: 7d, 12h, 30m, 45s, 0s', '7d')
+    .option('--keep <n>', 'always keep the newest n snapshots of each plugin', '1')
+    .option('--dry-run', 'list what would be deleted, delete nothing')
+    .option('--json', 'print one JSON object')
+    .action(async (opts: { olderThan: string; keep: string; dryRun?: boolean; json?: boolean }) => {
+      const olderThanMs = parseDuration(opts.olderThan);
+      const keepNewest = assertKeep(opts.keep);
+      const deps = localDepsFromEnv();
+      const rules = sweepRules({ now: deps.clock(), olderThanMs, keepNewest, dryRun: Boolean(opts.dryRun) });
+      const summary = await sweepWorkspaces(deps, rules);
+      const failed = summary.hosts.filter((h) => h.error);
+      if (opts.json) {
+        io.out(JSON.stringify({ dryRun: summary.dryRun, olderThan: opts.olderThan, keepNewest, hosts: summary.hosts, totals: summary.totals }) + '\n');
+      } else {
+        io.out(sweepTable(summary, opts.olderThan, keepNewest, deps.workspaces.file));
+        for (const h of failed) io.err(`pluginctl: sweep of workspace ${h.workspace} failed: ${h.error!.code}: ${h.error!.message}\n${h.error!.hint ? `  hint: ${h.error!.hint}\n` : ''}`);
+      }
+      // 3: some workspace failed (the others were swept); the report names which.
+      if (failed.length) exitCode = EXIT.rolledBack;
     });
 
   program

@@ -570,16 +570,33 @@ op_list() {
   ok "\"plugins\":[${items%,}],\"previous\":[${snaps%,}],\"locks\":[${locks%,}]"
 }
 
-# sweep_entry <kind> <path> <rel>: delete (or, dry-run, only report) one entry.
+# sweep_entry <kind> <path> <rel>: delete (or, dry-run, only report) one entry. <rel> is built from
+# validated names and stamps only, so it needs no JSON escaping (and the sweep forks less).
 sweep_entry() {
-  kb=$(du -sk "$2" 2>/dev/null | cut -f 1)
+  kb=$(du -sk "$2" 2>/dev/null)
+  kb=${kb%%[!0-9]*}
   bytes=$(( ${kb:-0} * 1024 ))
   if [ "$DRY" = 0 ]; then
     rm -rf "$2" || fail "$EX_IO" HostIoError "cannot delete $3"
   fi
-  DELETED="$DELETED{\"kind\":\"$1\",\"path\":\"$(json_str "$3")\",\"bytes\":$bytes},"
+  DELETED="$DELETED{\"kind\":\"$1\",\"path\":\"$3\",\"bytes\":$bytes},"
   TOTAL=$((TOTAL + bytes))
   eval "COUNT_$1=\$((COUNT_$1 + 1))"
+}
+
+# lease_expiry <lock-file>: LE = its first expires= value ("" if none), as lock_field reads it,
+# without forking (the sweep asks once per staging/failed entry and per lock).
+lease_expiry() {
+  LE=""
+  [ -f "$1" ] || return 0
+  while IFS= read -r le_line || [ -n "$le_line" ]; do
+    case $le_line in
+      expires=*)
+        LE=${le_line#expires=}
+        return 0
+        ;;
+    esac
+  done <"$1"
 }
 
 lock_active() {
@@ -587,13 +604,21 @@ lock_active() {
   # sh has no locals: these names must not be the callers' loop variables (e, d, f).
   la_file="$ROOT/.locks/$1"
   [ -f "$la_file" ] || return 1
-  la_expires=$(lock_field "$la_file" expires)
-  valid_uint "$la_expires" && [ "$la_expires" -gt "$NOW" ]
+  lease_expiry "$la_file"
+  valid_uint "$LE" && [ "$LE" -gt "$NOW" ]
 }
 
 older() {
-  # older <stamp> <cutoff>: is the stamp's time part strictly before the cutoff?
-  [ "$(expr "${1%-*}" \< "$2")" = 1 ]
+  # older <stamp> <cutoff>: is the stamp's time part (YYYYMMDDTHHMMSSZ) strictly before the
+  # cutoff? Compared as date then time, both decimal (test(1) ignores leading zeros).
+  od_stamp=${1%-*}
+  od_sday=${od_stamp%T*}
+  od_stime=${od_stamp#*T}
+  od_stime=${od_stime%Z}
+  od_cday=${2%T*}
+  od_ctime=${2#*T}
+  od_ctime=${od_ctime%Z}
+  [ "$od_sday" -lt "$od_cday" ] || { [ "$od_sday" -eq "$od_cday" ] && [ "$od_stime" -lt "$od_ctime" ]; }
 }
 
 op_sweep() {
@@ -620,19 +645,23 @@ op_sweep() {
   [ -d "$ROOT" ] || ok '"dryRun":'"$([ "$DRY" = 1 ] && echo true || echo false)"',"deleted":[],"counts":{"previous":0,"staging":0,"failed":0,"locks":0},"bytes":0'
 
   if [ -d "$ROOT/.previous" ]; then
-    # Newest first, so the first KEEP seen per plugin are the ones kept. Only valid entries are
+    # Listed as "<name>/<stamp>" and sorted in reverse: "/" appears in no name, so each plugin's
+    # snapshots form one run, newest first, and the first KEEP seen per plugin are the ones kept.
+    # (Sorting "<name>.<stamp>" would not: p.202603.<stamp> sorts between p.20260301… and
+    # p.20260228…, splitting p's run and keeping more than KEEP of it.) Only valid entries are
     # listed: the unquoted loop below must not split a name like "x.<stamp> y" into an entry that
     # does not exist and counts against KEEP (nor glob-expand one).
     listing=$(for d in "$ROOT/.previous"/*; do
       e=${d##*/}
-      [ -d "$d" ] && valid_entry "${e%.*}" "${e##*.}" && printf '%s\n' "$e"
+      [ -d "$d" ] && valid_entry "${e%.*}" "${e##*.}" && printf '%s/%s\n' "${e%.*}" "${e##*.}"
     done | sort -r)
     last=""
     seen=0
-    for e in $listing; do
-      n=${e%.*}
-      s=${e##*.}
+    for line in $listing; do
+      n=${line%/*}
+      s=${line#*/}
       valid_entry "$n" "$s" || continue
+      e="$n.$s"
       if [ "$n" != "$last" ]; then
         last=$n
         seen=0
@@ -674,12 +703,16 @@ op_sweep() {
   fi
 
   if [ -d "$ROOT/.locks" ]; then
+    # Under the lock mutex (deleting only): op_lock may be taking over this very expired lease,
+    # and the sweep must not delete the lease it has just written. Every lease is written under
+    # the mutex, so it exists wherever there is a lease to delete; the sweep does not create it.
+    if [ "$DRY" = 0 ] && [ -f "$ROOT/.locks/.mutex" ]; then with_mutex; fi
     for f in "$ROOT/.locks"/*; do
       [ -f "$f" ] || continue
       n=${f##*/}
       valid_name "$n" || continue
-      e=$(lock_field "$f" expires)
-      if valid_uint "$e" && [ "$e" -gt "$NOW" ]; then continue; fi
+      lease_expiry "$f"
+      if valid_uint "$LE" && [ "$LE" -gt "$NOW" ]; then continue; fi
       sweep_entry locks "$f" ".locks/$n"
     done
   fi
