@@ -87,7 +87,9 @@ describe('pluginctl serve', () => {
     const tarball = Buffer.from(await (await fetch(location)).arrayBuffer());
     expect(createHash('sha256').update(tarball).digest('hex')).toBe(sha);
     // The link's signature is its credential: tampering with it is refused.
-    expect((await fetch(location.replace(/signature=./, 'signature=0'))).status).toBe(403);
+    const tampered = location.replace(/signature=(.)/, (_m, c: string) => `signature=${c === '0' ? '1' : '0'}`);
+    expect(tampered).not.toBe(location);
+    expect((await fetch(tampered)).status).toBe(403);
 
     const rolled = await call('POST', '/workspaces/ws1/plugins/hello-skills/rollback');
     expect(rolled.status).toBe(202);

@@ -136,3 +136,13 @@ it('summarizeHistory counts retries as attempts of one step', () => {
   const steps = summarizeHistory(HISTORY(0));
   expect(steps.find((s) => s.name === 'AcquireLock')!.attempts).toBe(2);
 });
+
+describe('find', () => {
+  it('answers the existing execution of a name, or undefined, with one DescribeExecution', async () => {
+    sfn.on(DescribeExecutionCommand).rejectsOnce(new ExecutionDoesNotExist({ message: 'no', $metadata: {} })).resolves({ status: 'RUNNING' });
+    expect(await engine().find('install', 'ws-p-k1')).toBeUndefined();
+    expect(await engine().find('install', 'ws-p-k1')).toEqual({ id: 'install.ws-p-k1', executionArn: 'arn:aws:states:us-east-1:111111111111:execution:plugin-install:ws-p-k1', executionName: 'ws-p-k1', existing: true });
+    expect(sfn.commandCalls(DescribeExecutionCommand)).toHaveLength(2);
+    expect(sfn.commandCalls(GetExecutionHistoryCommand)).toHaveLength(0);
+  });
+});

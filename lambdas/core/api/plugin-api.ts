@@ -15,7 +15,7 @@ import { assertSourcePinned } from '../sources/resolve-source.ts';
 import { newStamp } from '../stamp.ts';
 import { listPlugins } from '../steps/list-plugins.ts';
 import type { StepDeps } from '../steps/step-deps.ts';
-import type { WorkflowEngine } from '../workflow/workflow-engine.ts';
+import type { StartedExecution, WorkflowEngine } from '../workflow/workflow-engine.ts';
 import type { WorkflowName } from '../workflow/workflow-files.ts';
 import type { WorkspaceRecord } from '../workspaces/workspace-directory.ts';
 import { InstallBody, MAX_BODY_BYTES, PluginNameParam, WorkspaceIdParam } from './api-schemas.ts';
@@ -97,10 +97,20 @@ function nameFor(workspace: string, plugin: string, idempotencyKey: string | und
   return { name: `${head.slice(0, 80 - suffix.length - 1).replace(/-+$/, '')}-${suffix}`, stamp };
 }
 
-async function start(deps: ApiDeps, workflow: WorkflowName, name: string, input: Record<string, unknown>): Promise<ApiResponse> {
-  const started = await deps.engine.start(workflow, name, input);
+function accepted(deps: ApiDeps, started: StartedExecution): ApiResponse {
   const statusUrl = `${deps.basePath ?? ''}/executions/${started.id}`;
   return json(202, { installId: started.id, executionArn: started.executionArn, statusUrl }, { location: statusUrl, ...(started.existing ? { 'idempotent-replayed': 'true' } : {}) });
+}
+
+async function start(deps: ApiDeps, workflow: WorkflowName, name: string, input: Record<string, unknown>): Promise<ApiResponse> {
+  return accepted(deps, await deps.engine.start(workflow, name, input));
+}
+
+/** With an Idempotency-Key, the execution an earlier identical request started, if any. */
+async function replayOf(deps: ApiDeps, workflow: WorkflowName, name: string, req: ApiRequest): Promise<ApiResponse | undefined> {
+  if (!req.headers['idempotency-key']) return undefined;
+  const existing = await deps.engine.find(workflow, name);
+  return existing ? accepted(deps, existing) : undefined;
 }
 
 async function install(deps: ApiDeps, req: ApiRequest, id: string): Promise<ApiResponse> {
@@ -120,6 +130,10 @@ async function install(deps: ApiDeps, req: ApiRequest, id: string): Promise<ApiR
   }
   assertSourcePinned(body.source, body.sha256);
   const hint = pluginNameHint(body.source);
+  const { name, stamp } = nameFor(id, hint, req.headers['idempotency-key'], deps.steps.clock);
+  // A retried request (same Idempotency-Key) gets its first execution back, whatever happened since.
+  const replay = await replayOf(deps, 'install', name, req);
+  if (replay) return replay;
   // A plugin whose name is known up front and whose lock is held answers 409 now, rather than
   // starting an execution that would wait for it.
   if (/^local:\/\//.test(body.source)) {
@@ -127,12 +141,14 @@ async function install(deps: ApiDeps, req: ApiRequest, id: string): Promise<ApiR
     const lock = listing.locks.find((l) => l.name === hint);
     if (lock) throw new PluginError('LockBusy', `plugin ${hint} on ${id} is busy (operation ${lock.stamp})`, 'retry when it finishes');
   }
-  const { name, stamp } = nameFor(id, hint, req.headers['idempotency-key'], deps.steps.clock);
   return start(deps, 'install', name, { workspace: id, source: body.source, sha256: body.sha256 ?? null, runtime: body.runtime ?? null, stamp });
 }
 
 async function pluginOperation(deps: ApiDeps, req: ApiRequest, id: string, plugin: string, workflow: 'uninstall' | 'rollback'): Promise<ApiResponse> {
   await workspaceFor(deps, id, true);
+  const { name, stamp } = nameFor(id, plugin, req.headers['idempotency-key'], deps.steps.clock);
+  const replay = await replayOf(deps, workflow, name, req);
+  if (replay) return replay;
   const listing = await listPlugins(deps.steps, id);
   if (listing.degraded) throw new PluginError('HostUnreachable', `cannot reach the host of ${id}: ${listing.reason ?? ''}`, 'retry shortly');
   if (listing.locks.some((l) => l.name === plugin)) throw new PluginError('LockBusy', `plugin ${plugin} on ${id} is busy`, 'retry when the running operation finishes');
@@ -142,7 +158,6 @@ async function pluginOperation(deps: ApiDeps, req: ApiRequest, id: string, plugi
   if (workflow === 'rollback' && !listing.snapshots.some((s) => s.name === plugin)) {
     throw new PluginError('NothingToRestore', `plugin ${plugin} on ${id} has no snapshot to roll back to`, 'install the version you want instead');
   }
-  const { name, stamp } = nameFor(id, plugin, req.headers['idempotency-key'], deps.steps.clock);
   return start(deps, workflow, name, { workspace: id, plugin, stamp });
 }
 

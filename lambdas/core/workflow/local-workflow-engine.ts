@@ -51,6 +51,11 @@ export class LocalWorkflowEngine implements WorkflowEngine {
     return { id, executionArn, executionName, existing: false };
   }
 
+  async find(workflow: WorkflowName, executionName: string): Promise<StartedExecution | undefined> {
+    const entry = this.#executions.get(executionId(workflow, executionName));
+    return entry ? { id: entry.summary.id, executionArn: entry.summary.executionArn, executionName, existing: true } : undefined;
+  }
+
   async describe(id: string): Promise<ExecutionSummary | undefined> {
     const entry = this.#executions.get(id);
     return entry ? structuredClone(entry.summary) : undefined;

@@ -61,6 +61,17 @@ export class SfnWorkflowEngine implements WorkflowEngine {
     }
   }
 
+  async find(workflow: WorkflowName, executionName: string): Promise<StartedExecution | undefined> {
+    const executionArn = executionArnOf(this.options.stateMachines[workflow], executionName);
+    try {
+      await this.options.client.send(new DescribeExecutionCommand({ executionArn }));
+    } catch (err) {
+      if (err instanceof ExecutionDoesNotExist || (err as { name?: string }).name === 'ExecutionDoesNotExist') return undefined;
+      return mapSfnError(err, `looking up ${executionName}`);
+    }
+    return { id: executionId(workflow, executionName), executionArn, executionName, existing: true };
+  }
+
   async describe(id: string): Promise<ExecutionSummary | undefined> {
     const { workflow, executionName } = parseExecutionId(id);
     const executionArn = executionArnOf(this.options.stateMachines[workflow], executionName);

@@ -40,6 +40,8 @@ export interface WorkflowEngine {
   start(workflow: WorkflowName, executionName: string, input: Record<string, unknown>): Promise<StartedExecution>;
   /** Undefined when there is no such execution. */
   describe(id: string): Promise<ExecutionSummary | undefined>;
+  /** The execution of that name, if one was started (cheap: no history). */
+  find(workflow: WorkflowName, executionName: string): Promise<StartedExecution | undefined>;
 }
 
 export function executionId(workflow: WorkflowName, executionName: string): string {
