@@ -1,9 +1,10 @@
 /**
  * The AWS deployment of workspace-plugin-installer: artifact bucket, step Lambdas, the install /
- * rollback / uninstall state machines, the event bus and the alarms.
+ * rollback / uninstall state machines, the event bus, the alarms, and the HTTP API (API Gateway
+ * REST API with IAM auth + api Lambda) the control plane calls.
  *
- * The HTTP API (API Gateway + api Lambda) and the sweeper attach to what this stack exposes:
- * `stateMachines` (StartExecution), `bucket` (presigned downloads), `bus`, `steps`, `alarmTopic`.
+ * The sweeper attaches to what this stack exposes: `stateMachines`, `bucket`, `bus`, `steps`,
+ * `alarmTopic`.
  */
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as events from 'aws-cdk-lib/aws-events';
@@ -14,6 +15,7 @@ import type { Construct } from 'constructs';
 import { WORKFLOWS, type WorkflowName } from '../lambdas/core/workflow/workflow-files.ts';
 import { InstallerAlarms } from './constructs/alarms.ts';
 import { ArtifactBucket } from './constructs/artifact-bucket.ts';
+import { ControlPlaneApi } from './constructs/control-plane-api.ts';
 import { PluginEventBus } from './constructs/event-bus.ts';
 import { StepLambdas } from './constructs/step-functions.ts';
 import { Workflows } from './constructs/workflows.ts';
@@ -32,6 +34,7 @@ export class PluginInstallerStack extends Stack {
   readonly stateMachines: Readonly<Record<WorkflowName, sfn.StateMachine>>;
   readonly alarms: InstallerAlarms;
   readonly alarmTopic: sns.Topic;
+  readonly api: ControlPlaneApi;
 
   constructor(scope: Construct, id: string, props: PluginInstallerStackProps) {
     super(scope, id, {
@@ -48,10 +51,13 @@ export class PluginInstallerStack extends Stack {
     this.stateMachines = this.workflows.stateMachines;
     this.alarms = new InstallerAlarms(this, 'Alarms', { stateMachines: this.stateMachines, executionLogGroup: this.workflows.logGroup });
     this.alarmTopic = this.alarms.topic;
+    this.api = new ControlPlaneApi(this, 'Api', { settings: props.settings, stateMachines: this.stateMachines, bucket: this.bucket, steps: this.steps });
 
     new CfnOutput(this, 'ArtifactBucketName', { value: this.bucket.bucketName, description: 'Validated plugin tarballs (uploads/, artifacts/)' });
     new CfnOutput(this, 'EventBusName', { value: this.bus.eventBusName, description: 'Plugin lifecycle events' });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn, description: 'Subscribe operators here' });
+    new CfnOutput(this, 'ApiUrl', { value: this.api.api.url, description: 'HTTP API base URL (stage v1); requests are signed with SigV4 for execute-api' });
+    new CfnOutput(this, 'ApiInvokeArn', { value: this.api.invokeArn(), description: 'Allow the control plane execute-api:Invoke on this ARN' });
     for (const name of WORKFLOWS) {
       const id = `${name.charAt(0).toUpperCase()}${name.slice(1)}StateMachineArn`;
       new CfnOutput(this, id, { value: this.stateMachines[name].stateMachineArn, description: `The ${name} workflow` });

@@ -9,6 +9,9 @@
  *                     optional, together: run the step Lambdas in these subnets (EIC to private IPs)
  *   eicEndpointId, eicEndpointDns
  *                     optional, together: reach hosts through this EC2 Instance Connect Endpoint
+ *   apiCloudWatchRole true | false: set the region's API Gateway CloudWatch Logs role (the account
+ *                     setting REST API logging needs) to one this stack creates (default true);
+ *                     false when the account already has one, e.g. managed centrally
  */
 import type { Node } from 'constructs';
 
@@ -30,15 +33,18 @@ export interface InstallerSettings {
   readonly defaultTransport: DefaultTransport;
   readonly vpc?: VpcPlacement;
   readonly eicEndpoint?: EicEndpoint;
+  /** Create the API Gateway CloudWatch Logs role and make it the region's account setting. */
+  readonly apiCloudWatchRole: boolean;
 }
 
-export const DEFAULT_SETTINGS: Pick<InstallerSettings, 'osUser' | 'defaultTransport'> = {
+export const DEFAULT_SETTINGS: Pick<InstallerSettings, 'osUser' | 'defaultTransport' | 'apiCloudWatchRole'> = {
   osUser: 'ubuntu',
   defaultTransport: 'ssm',
+  apiCloudWatchRole: true,
 };
 
 /** The context keys this app reads. */
-export const CONTEXT_KEYS = ['osUser', 'defaultTransport', 'vpcId', 'subnetIds', 'securityGroupId', 'eicEndpointId', 'eicEndpointDns'] as const;
+export const CONTEXT_KEYS = ['osUser', 'defaultTransport', 'vpcId', 'subnetIds', 'securityGroupId', 'eicEndpointId', 'eicEndpointDns', 'apiCloudWatchRole'] as const;
 
 const OS_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
@@ -66,6 +72,15 @@ function matching(raw: Raw, key: keyof Raw, pattern: RegExp, example: string): s
     throw new SettingsError(`context ${key}=${JSON.stringify(value)} is not valid (expected something like ${example})`);
   }
   return value;
+}
+
+/** A flag: a JSON boolean from cdk.json, the text `true` / `false` from `-c key=value`. */
+function flag(raw: Raw, key: keyof Raw, fallback: boolean): boolean {
+  const value = raw[key];
+  if (value === undefined || value === null || value === '') return fallback;
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'string' && /^(true|false)$/i.test(value.trim())) return value.trim().toLowerCase() === 'true';
+  throw new SettingsError(`context ${key}=${JSON.stringify(value)} is not valid (expected true or false)`);
 }
 
 /** `subnetIds` comes as a JSON array from cdk.json and as `a,b` from `-c subnetIds=a,b`. */
@@ -106,9 +121,12 @@ export function parseSettings(raw: Raw): InstallerSettings {
     throw new SettingsError('context eicEndpointId and eicEndpointDns go together: give both (tunnel through the endpoint) or neither');
   }
 
+  const apiCloudWatchRole = flag(raw, 'apiCloudWatchRole', DEFAULT_SETTINGS.apiCloudWatchRole);
+
   return {
     osUser,
     defaultTransport: transport,
+    apiCloudWatchRole,
     ...(vpcId && subnetIds && securityGroupId ? { vpc: { vpcId, subnetIds, securityGroupId } } : {}),
     ...(endpointId && endpointDns ? { eicEndpoint: { id: endpointId, dnsName: endpointDns } } : {}),
   };

@@ -32,7 +32,7 @@ import { Duration, Fn, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { NodejsFunction, OutputFormat, type BundlingOptions, type NodejsFunctionProps } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
@@ -100,7 +100,12 @@ export function isHostStep(spec: StepSpec): boolean {
  * Lambda being killed mid-step.
  */
 export function hostStepTimeoutMs(spec: StepSpec): number {
-  return spec.timeout.toMilliseconds() - HOST_STEP_MARGIN_MS;
+  return hostOperationTimeoutMs(spec.timeout);
+}
+
+/** The host-operation budget of any function that reaches hosts (steps, the api): its timeout less 15 s. */
+export function hostOperationTimeoutMs(functionTimeout: Duration): number {
+  return functionTimeout.toMilliseconds() - HOST_STEP_MARGIN_MS;
 }
 const HOST_STEP_MARGIN_MS = 15_000;
 
@@ -145,6 +150,106 @@ export const STEP_BUNDLING = {
   externalModules: ['cpu-features', '*.node'],
 } as const;
 
+/**
+ * NodejsFunction bundling of every function that runs the host-step code (the steps and the api
+ * Lambda): STEP_BUNDLING with esbuild on this machine (no Docker), and the afterBundling hook that
+ * puts the host scripts next to index.mjs.
+ */
+export function hostCodeBundling(scripts: readonly string[] = hostScripts()): BundlingOptions {
+  return {
+    ...STEP_BUNDLING,
+    mainFields: [...STEP_BUNDLING.mainFields],
+    externalModules: [...STEP_BUNDLING.externalModules],
+    forceDockerBundling: false,
+    commandHooks: {
+      beforeBundling: () => [],
+      beforeInstall: () => [],
+      afterBundling: (inputDir: string, outputDir: string) => copyHostScriptsCommands(inputDir, outputDir, scripts),
+    },
+  };
+}
+
+/** Where a host-reaching function runs: in the configured subnets, or outside a VPC. */
+export type FunctionPlacement = Pick<NodejsFunctionProps, 'vpc' | 'vpcSubnets' | 'securityGroups'>;
+
+/** Every function looks its workspace up by tag (DescribeInstances has no resource-level permissions). */
+export function grantWorkspaceLookup(role: iam.Role): void {
+  role.addToPolicy(new iam.PolicyStatement({ sid: 'LookUpWorkspaces', actions: ['ec2:DescribeInstances'], resources: ['*'] }));
+}
+
+/**
+ * What a function needs to run host operations on workspace instances, over EIC or SSM: the
+ * ephemeral key push (tagged instances, one OS user), the tunnel through the configured endpoint
+ * (port 22, bounded duration), SendCommand (AWS-RunShellScript on tagged instances) and following
+ * the command. `who` names the function(s) in the cdk-nag acknowledgement.
+ */
+export function grantHostAccess(role: iam.Role, settings: InstallerSettings, who: string): void {
+  const stack = Stack.of(role);
+  const instanceArn = stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' });
+  role.addToPolicy(new iam.PolicyStatement({
+    sid: 'PushEphemeralSshKey',
+    actions: ['ec2-instance-connect:SendSSHPublicKey'],
+    resources: [instanceArn],
+    conditions: {
+      StringEquals: { 'ec2:osuser': settings.osUser },
+      Null: { [`aws:ResourceTag/${WORKSPACE_TAG}`]: 'false' },
+    },
+  }));
+  if (settings.eicEndpoint) {
+    role.addToPolicy(new iam.PolicyStatement({
+      sid: 'TunnelThroughEndpoint',
+      actions: ['ec2-instance-connect:OpenTunnel'],
+      resources: [stack.formatArn({ service: 'ec2', resource: 'instance-connect-endpoint', resourceName: settings.eicEndpoint.id })],
+      conditions: {
+        NumericEquals: { 'ec2-instance-connect:remotePort': 22 },
+        NumericLessThanEquals: { 'ec2-instance-connect:maxTunnelDuration': MAX_TUNNEL_SECONDS },
+      },
+    }));
+  }
+  role.addToPolicy(new iam.PolicyStatement({
+    sid: 'RunShellScriptDocument',
+    actions: ['ssm:SendCommand'],
+    resources: [stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' })],
+  }));
+  role.addToPolicy(new iam.PolicyStatement({
+    sid: 'RunOnWorkspaceInstances',
+    actions: ['ssm:SendCommand'],
+    resources: [instanceArn],
+    conditions: { Null: { [`ssm:resourceTag/${WORKSPACE_TAG}`]: 'false' } },
+  }));
+  // Command ids are only known after SendCommand; these actions have no resource-level permissions.
+  role.addToPolicy(new iam.PolicyStatement({
+    sid: 'FollowCommands',
+    actions: ['ssm:GetCommandInvocation', 'ssm:CancelCommand', 'ssm:ListCommandInvocations'],
+    resources: ['*'],
+  }));
+  acknowledgeWildcardResource(
+    role,
+    instanceArn,
+    `${who} reach workspace instances, which come and go; the statements are limited to instances tagged ${WORKSPACE_TAG} (and, for EC2 Instance Connect, to the OS user ${settings.osUser}).`,
+  );
+}
+
+/** What AWSLambdaVPCAccessExecutionRole grants, inline: Lambda manages the function's ENIs. */
+export function grantVpcNetworkInterfaces(role: iam.Role): void {
+  role.addToPolicy(new iam.PolicyStatement({
+    sid: 'ManageVpcNetworkInterfaces',
+    actions: [
+      'ec2:CreateNetworkInterface',
+      'ec2:DescribeNetworkInterfaces',
+      'ec2:DescribeSubnets',
+      'ec2:DeleteNetworkInterface',
+      'ec2:AssignPrivateIpAddresses',
+      'ec2:UnassignPrivateIpAddresses',
+    ],
+    resources: ['*'],
+  }));
+}
+
+/** Why the functions stay on Node.js 22 (cdk-nag AwsSolutions-L1 wants the newest runtime). */
+export const NODE_RUNTIME_REASON =
+  'Node.js 22 is the runtime this product is designed and tested for (the same code also runs on Node 20 in embedded mode); moving to a newer runtime is a deliberate upgrade, not drift.';
+
 export interface StepLambdasProps {
   readonly bucket: IBucket;
   readonly settings: InstallerSettings;
@@ -164,15 +269,19 @@ export interface StepLambda {
 
 export class StepLambdas extends Construct {
   readonly steps: readonly StepLambda[];
+  /** The environment every step gets (host steps add HOST_STEP_TIMEOUT_MS); the api Lambda starts from it too. */
+  readonly environment: Readonly<Record<string, string>>;
+  /** The VPC placement of every step (empty without VPC settings); the api Lambda shares it. */
+  readonly placement: FunctionPlacement;
   private readonly byPlaceholder: ReadonlyMap<string, StepLambda>;
 
   constructor(scope: Construct, id: string, props: StepLambdasProps) {
     super(scope, id);
-    const stack = Stack.of(this);
     const { settings } = props;
-    const scripts = hostScripts();
+    const bundling = hostCodeBundling(hostScripts());
 
     const placement = settings.vpc ? this.vpcPlacement(settings.vpc) : {};
+    this.placement = placement;
 
     const environment: Record<string, string> = {
       ARTIFACT_BUCKET: props.bucket.bucketName,
@@ -184,12 +293,7 @@ export class StepLambdas extends Construct {
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
       NODE_OPTIONS: '--enable-source-maps',
     };
-
-    const instanceArn = stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' });
-    const runShellScriptArn = stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' });
-    const endpointArn = settings.eicEndpoint
-      ? stack.formatArn({ service: 'ec2', resource: 'instance-connect-endpoint', resourceName: settings.eicEndpoint.id })
-      : undefined;
+    this.environment = environment;
 
     const steps: StepLambda[] = [];
     for (const spec of STEP_SPECS) {
@@ -220,66 +324,11 @@ export class StepLambdas extends Construct {
         logGroup,
         environment: isHostStep(spec) ? { ...environment, HOST_STEP_TIMEOUT_MS: String(hostStepTimeoutMs(spec)) } : environment,
         ...placement,
-        bundling: {
-          ...STEP_BUNDLING,
-          mainFields: [...STEP_BUNDLING.mainFields],
-          externalModules: [...STEP_BUNDLING.externalModules],
-          forceDockerBundling: false,
-          commandHooks: {
-            beforeBundling: () => [],
-            beforeInstall: () => [],
-            afterBundling: (inputDir: string, outputDir: string) => copyHostScriptsCommands(inputDir, outputDir, scripts),
-          },
-        },
+        bundling,
       });
 
-      // Every step looks its workspace up by tag (DescribeInstances has no resource-level permissions).
-      role.addToPolicy(new iam.PolicyStatement({ sid: 'LookUpWorkspaces', actions: ['ec2:DescribeInstances'], resources: ['*'] }));
-
-      if (isHostStep(spec)) {
-        role.addToPolicy(new iam.PolicyStatement({
-          sid: 'PushEphemeralSshKey',
-          actions: ['ec2-instance-connect:SendSSHPublicKey'],
-          resources: [instanceArn],
-          conditions: {
-            StringEquals: { 'ec2:osuser': settings.osUser },
-            Null: { [`aws:ResourceTag/${WORKSPACE_TAG}`]: 'false' },
-          },
-        }));
-        if (endpointArn) {
-          role.addToPolicy(new iam.PolicyStatement({
-            sid: 'TunnelThroughEndpoint',
-            actions: ['ec2-instance-connect:OpenTunnel'],
-            resources: [endpointArn],
-            conditions: {
-              NumericEquals: { 'ec2-instance-connect:remotePort': 22 },
-              NumericLessThanEquals: { 'ec2-instance-connect:maxTunnelDuration': MAX_TUNNEL_SECONDS },
-            },
-          }));
-        }
-        role.addToPolicy(new iam.PolicyStatement({
-          sid: 'RunShellScriptDocument',
-          actions: ['ssm:SendCommand'],
-          resources: [runShellScriptArn],
-        }));
-        role.addToPolicy(new iam.PolicyStatement({
-          sid: 'RunOnWorkspaceInstances',
-          actions: ['ssm:SendCommand'],
-          resources: [instanceArn],
-          conditions: { Null: { [`ssm:resourceTag/${WORKSPACE_TAG}`]: 'false' } },
-        }));
-        // Command ids are only known after SendCommand; these actions have no resource-level permissions.
-        role.addToPolicy(new iam.PolicyStatement({
-          sid: 'FollowCommands',
-          actions: ['ssm:GetCommandInvocation', 'ssm:CancelCommand', 'ssm:ListCommandInvocations'],
-          resources: ['*'],
-        }));
-        acknowledgeWildcardResource(
-          role,
-          instanceArn,
-          `Host steps reach workspace instances, which come and go; the statements are limited to instances tagged ${WORKSPACE_TAG} (and, for EC2 Instance Connect, to the OS user ${settings.osUser}).`,
-        );
-      }
+      grantWorkspaceLookup(role);
+      if (isHostStep(spec)) grantHostAccess(role, settings, 'Host steps');
 
       if (spec.access === 'upload') {
         role.addToPolicy(new iam.PolicyStatement({
@@ -313,21 +362,7 @@ export class StepLambdas extends Construct {
         acknowledgeWildcardResource(role, props.bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`), 'StageOnHost reads (or presigns for SSM hosts) the committed tarball named by its digest; the grant is read-only and limited to artifacts/.');
       }
 
-      if (settings.vpc) {
-        // What AWSLambdaVPCAccessExecutionRole grants, inline: Lambda manages the function's ENIs.
-        role.addToPolicy(new iam.PolicyStatement({
-          sid: 'ManageVpcNetworkInterfaces',
-          actions: [
-            'ec2:CreateNetworkInterface',
-            'ec2:DescribeNetworkInterfaces',
-            'ec2:DescribeSubnets',
-            'ec2:DeleteNetworkInterface',
-            'ec2:AssignPrivateIpAddresses',
-            'ec2:UnassignPrivateIpAddresses',
-          ],
-          resources: ['*'],
-        }));
-      }
+      if (settings.vpc) grantVpcNetworkInterfaces(role);
 
       acknowledgeWildcardResource(
         role,
@@ -337,11 +372,7 @@ export class StepLambdas extends Construct {
           + (settings.vpc ? ', and the ENI actions Lambda needs to attach the function to the VPC' : '')
           + '.',
       );
-      acknowledge(
-        fn,
-        'AwsSolutions-L1',
-        'Node.js 22 is the runtime this product is designed and tested for (the same code also runs on Node 20 in embedded mode); moving to a newer runtime is a deliberate upgrade, not drift.',
-      );
+      acknowledge(fn, 'AwsSolutions-L1', NODE_RUNTIME_REASON);
 
       steps.push({ spec, placeholder: stepPlaceholder(spec.file), fn, role, logGroup });
     }

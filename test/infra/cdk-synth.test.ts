@@ -1,6 +1,6 @@
 /**
  * The real CDK CLI, offline: `cdk synth` runs cdk.json's app (tsx), bundles the 11 step Lambdas
- * with esbuild and runs cdk-nag, without reaching AWS: no credentials, no instance metadata, no
+ * and the api Lambda with esbuild and runs cdk-nag, without reaching AWS: no credentials, no instance metadata, no
  * version check, notices or telemetry, and `--no-lookups` (a context lookup would fail the synth).
  * Then every bundle is checked: index.mjs with its source map, the host scripts next to it, and
  * an ES module that loads on this Node and exports `handler`.
@@ -15,6 +15,8 @@ import { STACK_NAME } from '../../infra/installer-app.ts';
 import { ROOT, TEST_ACCOUNT, TEST_REGION } from './infra-helpers.ts';
 
 const SYNTH_TIMEOUT_MS = 170_000;
+/** 11 workflow steps + the api Lambda. */
+const FUNCTIONS = 12;
 
 interface LambdaResource {
   Type: string;
@@ -63,7 +65,7 @@ beforeAll(() => {
 }, SYNTH_TIMEOUT_MS + 10_000);
 
 afterAll(() => {
-  // 11 bundles with source maps: over 100 MB.
+  // 12 bundles with source maps: over 100 MB.
   rmSync(outdir, { recursive: true, force: true });
 });
 
@@ -79,10 +81,12 @@ describe('cdk synth (CLI, offline)', () => {
     expect(took).toBeLessThan(SYNTH_TIMEOUT_MS);
   });
 
-  it('bundles each step Lambda into index.mjs with its source map and the host scripts beside it', () => {
+  it('bundles each step Lambda and the api Lambda into index.mjs with its source map and the host scripts beside it', () => {
     const template = JSON.parse(readFileSync(join(outdir, `${STACK_NAME}.template.json`), 'utf8')) as { Resources: Record<string, LambdaResource> };
     const functions = Object.entries(template.Resources).filter(([, r]) => r.Type === 'AWS::Lambda::Function');
-    expect(functions).toHaveLength(11);
+    expect(functions).toHaveLength(FUNCTIONS);
+    // The api Lambda lists plugins on hosts with the same host-step script as the steps.
+    expect(functions.filter(([, fn]) => fn.Properties.Description.includes('lambdas/handlers/api.ts'))).toHaveLength(1);
     const scripts = hostScripts();
     expect(scripts).toContain('plugin-host.sh');
     const dirs = new Set<string>();
@@ -103,7 +107,7 @@ describe('cdk synth (CLI, offline)', () => {
       probes.push({ dir, env });
     }
     // One bundle per function, not one shared asset.
-    expect(dirs.size).toBe(11);
+    expect(dirs.size).toBe(FUNCTIONS);
 
     // Each bundle loads as an ES module (banner, externals, ESM output) and exports the handler.
     const script = `
@@ -123,6 +127,6 @@ describe('cdk synth (CLI, offline)', () => {
         timeout: 60_000,
       }),
     ) as string[];
-    expect(loaded).toEqual(Array(11).fill('function'));
+    expect(loaded).toEqual(Array(FUNCTIONS).fill('function'));
   });
 });

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Stack } from 'aws-cdk-lib';
+import { Stack, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type { IConstruct } from 'constructs';
 import { buildInstallerApp, type InstallerApp } from '../../infra/installer-app.ts';
@@ -93,4 +93,50 @@ export function flat(value: unknown): string {
     if (typeof node.Ref === 'string') return `<${node.Ref}>`;
   }
   return JSON.stringify(value);
+}
+
+/** A statement reduced to what IAM evaluates, with resources rendered as text. */
+export function normalize(s: Statement) {
+  return {
+    sid: s.Sid ?? '',
+    effect: s.Effect,
+    actions: [...actionsOf(s)].sort(),
+    resources: resourcesOf(s).map(flat).sort(),
+    condition: s.Condition,
+  };
+}
+
+export function sortStatements<T extends { sid: string; actions: string[] }>(list: T[]): T[] {
+  return [...list].sort((a, b) => `${a.sid}|${a.actions.join()}`.localeCompare(`${b.sid}|${b.actions.join()}`));
+}
+
+/** Every IAM statement of the template: policies, and roles' inline policies. */
+export function allStatements(template: Template): Statement[] {
+  const fromPolicies = Object.values(template.findResources('AWS::IAM::Policy')).flatMap(
+    (p) => (p.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement,
+  );
+  const fromRoles = Object.values(template.findResources('AWS::IAM::Role')).flatMap(
+    (r) => ((r.Properties as { Policies?: { PolicyDocument: { Statement: Statement[] } }[] }).Policies ?? []).flatMap((p) => p.PolicyDocument.Statement),
+  );
+  return [...fromPolicies, ...fromRoles];
+}
+
+export interface Acknowledgement {
+  path: string;
+  id: string;
+  reason: string;
+}
+
+/** Every cdk-nag acknowledgement in a construct tree, with the path of the construct it sits on. */
+export function acknowledgements(root: IConstruct): Acknowledgement[] {
+  const out: Acknowledgement[] = [];
+  for (const c of root.node.findAll()) {
+    for (const entry of c.node.metadata) {
+      if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY || !entry.data) continue;
+      for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
+        out.push({ path: c.node.path, id: id.replace(/^annotation::/i, ''), reason });
+      }
+    }
+  }
+  return out;
 }

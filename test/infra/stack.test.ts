@@ -14,7 +14,6 @@ import { Validations } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import type { IConstruct } from 'constructs';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { placeholders, WORKFLOWS, workflowText, type WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
 import { STEP_BY_PLACEHOLDER } from '../../lambdas/handlers/all-steps.ts';
@@ -27,18 +26,22 @@ import { MIN_REASON_LENGTH } from '../../infra/constructs/nag.ts';
 import { isHostStep, STEP_SPECS, stepPlaceholder, WORKSPACE_TAG, type StepSpec } from '../../infra/constructs/step-functions.ts';
 import { buildInstallerApp } from '../../infra/installer-app.ts';
 import {
+  acknowledgements,
   actionsOf,
+  allStatements,
   buildApp,
   cdkJson,
   flat,
   logicalId,
+  normalize,
   resourcesOf,
   roleStatements,
   ROOT,
+  sortStatements,
   TEST_ACCOUNT,
   TEST_REGION,
+  type Acknowledgement,
   type BuiltApp,
-  type Statement,
 } from './infra-helpers.ts';
 
 type AslValidator = (definition: unknown, options?: { checkPaths?: boolean; checkArn?: boolean }) => { isValid: boolean; errors: unknown[] };
@@ -78,10 +81,10 @@ function stepOf(app: BuiltApp, spec: StepSpec) {
 }
 
 describe('resources', () => {
-  it('has the artifact bucket, its log bucket, 11 step Lambdas, 3 state machines, the bus, the alarms', () => {
+  it('has the artifact bucket, its log bucket, 11 step Lambdas + the api Lambda, 3 state machines, the bus, the alarms, the REST API', () => {
     const t = base.template;
     t.resourceCountIs('AWS::S3::Bucket', 2);
-    t.resourceCountIs('AWS::Lambda::Function', 11);
+    t.resourceCountIs('AWS::Lambda::Function', 12);
     t.resourceCountIs('AWS::StepFunctions::StateMachine', 3);
     t.resourceCountIs('AWS::Events::EventBus', 1);
     t.resourceCountIs('AWS::Events::Archive', 1);
@@ -89,11 +92,11 @@ describe('resources', () => {
     t.resourceCountIs('AWS::KMS::Key', 1);
     t.resourceCountIs('AWS::CloudWatch::Alarm', 4);
     t.resourceCountIs('AWS::Logs::MetricFilter', 1);
-    // Nothing the stack does not need yet (the API and the sweeper arrive with their handlers).
-    t.resourceCountIs('AWS::ApiGateway::RestApi', 0);
+    t.resourceCountIs('AWS::ApiGateway::RestApi', 1);
+    // Nothing the stack does not need yet (the sweeper arrives with its handler).
     t.resourceCountIs('AWS::Events::Rule', 0);
     t.resourceCountIs('AWS::IAM::ManagedPolicy', 0);
-    // No custom resources (e.g. a LogRetention Lambda): every function above is a step.
+    // No custom resources (e.g. a LogRetention Lambda): every function above is a step or the api.
     expect(Object.keys(t.findResources('AWS::CloudFormation::CustomResource'))).toEqual([]);
   });
 
@@ -252,21 +255,6 @@ describe('step Lambdas', () => {
   });
 });
 
-/** A statement reduced to what IAM evaluates, with resources rendered as text. */
-function normalize(s: Statement) {
-  return {
-    sid: s.Sid ?? '',
-    effect: s.Effect,
-    actions: [...actionsOf(s)].sort(),
-    resources: resourcesOf(s).map(flat).sort(),
-    condition: s.Condition,
-  };
-}
-
-function sortStatements<T extends { sid: string; actions: string[] }>(list: T[]): T[] {
-  return [...list].sort((a, b) => `${a.sid}|${a.actions.join()}`.localeCompare(`${b.sid}|${b.actions.join()}`));
-}
-
 interface ArnParts {
   partition: string;
   region: string;
@@ -357,12 +345,6 @@ const VPC_STAR_ACTIONS = new Set([
   'ec2:UnassignPrivateIpAddresses',
 ]);
 
-function allStatements(app: BuiltApp): Statement[] {
-  return Object.values(app.template.findResources('AWS::IAM::Policy')).flatMap(
-    (p) => (p.Properties as { PolicyDocument: { Statement: Statement[] } }).PolicyDocument.Statement,
-  );
-}
-
 describe('IAM', () => {
   it('gives each step exactly its statements (defaults: SSM, no endpoint, no VPC)', () => {
     const arn = { partition: '<AWS::Partition>', region: '<AWS::Region>', account: '<AWS::AccountId>' };
@@ -392,7 +374,7 @@ describe('IAM', () => {
 
   it('has no wildcard actions, and Resource "*" only for actions without resource-level permissions', () => {
     for (const [app, allowed] of [[base, STAR_ACTIONS], [variant, new Set([...STAR_ACTIONS, ...VPC_STAR_ACTIONS])]] as const) {
-      const statements = allStatements(app);
+      const statements = allStatements(app.template);
       expect(statements.length).toBeGreaterThan(0);
       for (const s of statements) {
         expect(s.Effect).toBe('Allow');
@@ -612,25 +594,6 @@ describe('alarms', () => {
     });
   });
 });
-
-interface Acknowledgement {
-  path: string;
-  id: string;
-  reason: string;
-}
-
-function acknowledgements(root: IConstruct): Acknowledgement[] {
-  const out: Acknowledgement[] = [];
-  for (const c of root.node.findAll()) {
-    for (const entry of c.node.metadata) {
-      if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY || !entry.data) continue;
-      for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
-        out.push({ path: c.node.path, id: id.replace(/^annotation::/i, ''), reason });
-      }
-    }
-  }
-  return out;
-}
 
 describe('cdk-nag (AwsSolutions)', () => {
   it('reports no unacknowledged error or warning', () => {
