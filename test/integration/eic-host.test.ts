@@ -28,19 +28,11 @@ import { goodTarball, MANIFEST } from '../fixtures/hostile-tarballs.ts';
 import { TEST_CREDENTIALS, TEST_REGION } from '../servers/eic-api.ts';
 import { startEicHarness, TEST_ENDPOINT_DNS, TEST_ENDPOINT_ID, type EicHarness } from '../servers/eic-harness.ts';
 import { sshdAvailable } from '../servers/sshd.ts';
+import { failure } from '../helpers/plugin-error.ts';
 
 const MiB = 1024 * 1024;
 const sha256 = (buf: Buffer): string => createHash('sha256').update(buf).digest('hex');
 
-async function failure(promise: Promise<unknown>): Promise<PluginError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(PluginError);
-    return error as PluginError;
-  }
-  throw new Error('expected a PluginError, but the call succeeded');
-}
 
 function pluginFiles(name: string, version: string): Record<string, string> {
   return {

@@ -19,6 +19,7 @@ import { LocalHost } from '../../lambdas/core/host/local-host.ts';
 import type { HostOp } from '../../lambdas/core/host/remote-host.ts';
 import { newStamp } from '../../lambdas/core/stamp.ts';
 import { goodTarball, packTarGz } from '../fixtures/hostile-tarballs.ts';
+import { expectCode } from '../helpers/plugin-error.ts';
 
 const host = new LocalHost({ timeoutMs: 30_000 });
 const sha256 = (buf: Buffer): string => createHash('sha256').update(buf).digest('hex');
@@ -41,21 +42,7 @@ afterEach(async () => {
 
 // --- helpers ------------------------------------------------------------------------------------
 
-async function failure(promise: Promise<unknown>): Promise<PluginError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(PluginError);
-    return error as PluginError;
-  }
-  throw new Error('expected the host step to fail, but it succeeded');
-}
 
-async function expectCode(promise: Promise<unknown>, code: string): Promise<PluginError> {
-  const error = await failure(promise);
-  expect(error.code, error.message).toBe(code);
-  return error;
-}
 
 /** Stamps with a chosen time part, so "newest" and "older than" are under the test's control. */
 function stampAt(time: string, suffix = randomBytes(2).toString('hex')): string {

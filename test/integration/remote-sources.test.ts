@@ -21,6 +21,7 @@ import { newStamp } from '../../lambdas/core/stamp.ts';
 import { prepareInstall } from '../../lambdas/core/steps/prepare-install.ts';
 import { goodTarball } from '../fixtures/hostile-tarballs.ts';
 import { startS3, type S3StandIn } from '../servers/s3.ts';
+import { failure } from '../helpers/plugin-error.ts';
 
 const sha256 = (buf: Buffer): string => createHash('sha256').update(buf).digest('hex');
 
@@ -30,15 +31,6 @@ async function collect(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function failure(promise: Promise<unknown>): Promise<PluginError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(PluginError);
-    return error as PluginError;
-  }
-  throw new Error('expected a failure');
-}
 
 function syncFailure(fn: () => unknown): PluginError {
   try {

@@ -21,6 +21,7 @@ import { prepareInstall } from '../../lambdas/core/steps/prepare-install.ts';
 import type { StepDeps } from '../../lambdas/core/steps/step-deps.ts';
 import { goodTarball, packTarGz } from '../fixtures/hostile-tarballs.ts';
 import { startS3, type S3StandIn } from '../servers/s3.ts';
+import { failure } from '../helpers/plugin-error.ts';
 
 const MiB = 1024 * 1024;
 const sha256 = (buf: Buffer): string => createHash('sha256').update(buf).digest('hex');
@@ -88,15 +89,6 @@ function generated(total: number, seed = 1): { stream: Readable; digest: () => s
   return { stream, digest: () => hash.copy().digest('hex'), produced: () => produced };
 }
 
-async function failure(promise: Promise<unknown>): Promise<PluginError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(PluginError);
-    return error as PluginError;
-  }
-  throw new Error('expected a failure');
-}
 
 /** Resolves once `check` holds (fire-and-forget cleanups), or fails after `ms`. */
 async function eventually(check: () => Promise<boolean>, ms = 5000): Promise<void> {

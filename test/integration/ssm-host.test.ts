@@ -27,6 +27,7 @@ import type { Runtime } from '../../lambdas/core/runtimes.ts';
 import { newStamp } from '../../lambdas/core/stamp.ts';
 import { goodTarball } from '../fixtures/hostile-tarballs.ts';
 import { startSsmHarness, type SsmHarness } from '../servers/ssm-harness.ts';
+import { failure, expectCode } from '../helpers/plugin-error.ts';
 
 const sha256 = (buf: Buffer): string => createHash('sha256').update(buf).digest('hex');
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -80,21 +81,7 @@ afterAll(async () => {
   expect(harness.api.running()).toBe(0);
 });
 
-async function failure(promise: Promise<unknown>): Promise<PluginError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(PluginError);
-    return error as PluginError;
-  }
-  throw new Error('expected the host step to fail, but it succeeded');
-}
 
-async function expectCode(promise: Promise<unknown>, code: string): Promise<PluginError> {
-  const error = await failure(promise);
-  expect(error.code, error.message).toBe(code);
-  return error;
-}
 
 function stepsFor(workspaceId: string, timeoutMs?: number, runtime: Runtime = 'claude-code'): { steps: HostSteps; root: string; instanceId: string } {
   const ws = harness.workspace(workspaceId, runtime);

@@ -12,12 +12,12 @@ import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BUNDLED_CATALOG } from '../../lambdas/commons/local-deps.ts';
-import { PluginError } from '../../lambdas/core/errors.ts';
 import { parseManifest } from '../../lambdas/core/manifest.ts';
 import { compareVersions, resolveSource } from '../../lambdas/core/sources/resolve-source.ts';
 import { inspectTarball } from '../../lambdas/core/tarball/inspect-tarball.ts';
 import { packDirectory } from '../../lambdas/core/tarball/pack-directory.ts';
 import { goodTarball } from '../fixtures/hostile-tarballs.ts';
+import { failure } from '../helpers/plugin-error.ts';
 
 let tmp: string;
 beforeEach(async () => {
@@ -35,15 +35,6 @@ async function collect(stream: Readable): Promise<Buffer> {
 
 const sha256 = (buf: Buffer) => createHash('sha256').update(buf).digest('hex');
 
-async function failure(promise: Promise<unknown>): Promise<PluginError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(PluginError);
-    return error as PluginError;
-  }
-  throw new Error('expected a failure');
-}
 
 const FILES: Record<string, string> = {
   'plugin.yaml': 'name: packed\nversion: 1.0.0\ndescription: packed from a directory\n',
