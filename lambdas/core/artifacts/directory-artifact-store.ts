@@ -1,12 +1,12 @@
 /** ArtifactStore on a local directory: the embedded stand-in for the S3 staging bucket. */
-import { createHash, createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PluginError } from '../errors.ts';
-import { SHA256 } from '../names.ts';
+import { digestStream } from './digest-stream.ts';
 import { artifactKey, type ArtifactStore, type PendingUpload } from './artifact-store.ts';
 
 const KEY = /^artifacts\/sha256\/[0-9a-f]{64}\.tar\.gz$/;
@@ -60,23 +60,15 @@ export class DirectoryArtifactStore implements ArtifactStore {
     // A body cut off while we waited (validation already failed) would never end a pipeline.
     if (body.destroyed) throw new Error('upload body was closed before the upload started');
     const tmp = join(uploads, `${randomUUID()}.part`);
-    const hash = createHash('sha256');
-    let bytes = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        hash.update(chunk);
-        bytes += chunk.length;
-        done(null, chunk);
-      },
-    });
+    const digest = digestStream();
+    const counter = digest.transform;
     try {
       await pipeline(body, counter, createWriteStream(tmp, { flags: 'wx' }));
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;
     }
-    const sha256 = hash.digest('hex');
-    if (!SHA256.test(sha256)) throw new Error('unreachable: bad digest');
+    const { sha256, bytes } = digest.result();
     return {
       sha256,
       bytes,

@@ -15,8 +15,8 @@
  * (`forcePathStyle`) clients alike. Throttling, 5xx and network failures surface as
  * PluginError('HostUnreachable'), which the workflows retry.
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { Readable, Transform, pipeline } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import { Readable, pipeline } from 'node:stream';
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
@@ -28,7 +28,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { awsErrorName, awsStatus, describeAwsError, isTransientAwsError } from '../aws-errors.ts';
 import { PluginError } from '../errors.ts';
-import { SHA256 } from '../names.ts';
+import { digestStream } from './digest-stream.ts';
 import { artifactKey, type ArtifactStore, type PendingUpload } from './artifact-store.ts';
 
 const KEY = /^artifacts\/sha256\/[0-9a-f]{64}\.tar\.gz$/;
@@ -88,15 +88,8 @@ export class S3ArtifactStore implements ArtifactStore {
     // A body cut off while we waited (validation already failed) would never end the upload.
     if (body.destroyed) throw new Error('upload body was closed before the upload started');
     const uploadKey = `uploads/${randomUUID()}.tar.gz`;
-    const hash = createHash('sha256');
-    let bytes = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        hash.update(chunk);
-        bytes += chunk.length;
-        done(null, chunk);
-      },
-    });
+    const digest = digestStream();
+    const counter = digest.transform;
     // The body's own failure (the source broke, validation cut it off) wins over what the upload
     // reports about it afterwards; pipeline() destroys the body if the upload stops reading.
     let bodyError: Error | undefined;
@@ -130,8 +123,7 @@ export class S3ArtifactStore implements ArtifactStore {
       await this.deleteQuietly(uploadKey);
       throw cause;
     }
-    const sha256 = hash.digest('hex');
-    if (!SHA256.test(sha256)) throw new Error('unreachable: bad digest');
+    const { sha256, bytes } = digest.result();
     return {
       sha256,
       bytes,
