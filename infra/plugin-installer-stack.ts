@@ -1,10 +1,8 @@
 /**
  * The AWS deployment of workspace-plugin-installer: artifact bucket, step Lambdas, the install /
  * rollback / uninstall state machines, the event bus, the alarms, and the HTTP API (API Gateway
- * REST API with IAM auth + api Lambda) the control plane calls.
- *
- * The sweeper attaches to what this stack exposes: `stateMachines`, `bucket`, `bus`, `steps`,
- * `alarmTopic`.
+ * REST API with IAM auth + api Lambda) the control plane calls, and the scheduled snapshot
+ * sweeper (one SSM Run Command over every workspace instance).
  */
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as events from 'aws-cdk-lib/aws-events';
@@ -17,6 +15,7 @@ import { InstallerAlarms } from './constructs/alarms.ts';
 import { ArtifactBucket } from './constructs/artifact-bucket.ts';
 import { ControlPlaneApi } from './constructs/control-plane-api.ts';
 import { PluginEventBus } from './constructs/event-bus.ts';
+import { SnapshotSweeper } from './constructs/snapshot-sweeper.ts';
 import { StepLambdas } from './constructs/step-functions.ts';
 import { Workflows } from './constructs/workflows.ts';
 import type { InstallerSettings } from './settings.ts';
@@ -35,6 +34,7 @@ export class PluginInstallerStack extends Stack {
   readonly alarms: InstallerAlarms;
   readonly alarmTopic: sns.Topic;
   readonly api: ControlPlaneApi;
+  readonly sweeper: SnapshotSweeper;
 
   constructor(scope: Construct, id: string, props: PluginInstallerStackProps) {
     super(scope, id, {
@@ -52,11 +52,13 @@ export class PluginInstallerStack extends Stack {
     this.alarms = new InstallerAlarms(this, 'Alarms', { stateMachines: this.stateMachines, executionLogGroup: this.workflows.logGroup });
     this.alarmTopic = this.alarms.topic;
     this.api = new ControlPlaneApi(this, 'Api', { settings: props.settings, stateMachines: this.stateMachines, bucket: this.bucket, steps: this.steps });
+    this.sweeper = new SnapshotSweeper(this, 'Sweeper', { settings: props.settings.sweep, alarmTopic: this.alarmTopic });
 
     new CfnOutput(this, 'ArtifactBucketName', { value: this.bucket.bucketName, description: 'Validated plugin tarballs (uploads/, artifacts/)' });
     new CfnOutput(this, 'EventBusName', { value: this.bus.eventBusName, description: 'Plugin lifecycle events' });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn, description: 'Subscribe operators here' });
     new CfnOutput(this, 'ApiUrl', { value: this.api.api.url, description: 'HTTP API base URL (stage v1); requests are signed with SigV4 for execute-api' });
+    new CfnOutput(this, 'SweeperFunctionName', { value: this.sweeper.fn.functionName, description: 'The snapshot sweeper; invoke it with {"detail": {"dryRun": true}} to see what it would remove' });
     new CfnOutput(this, 'ApiInvokeArn', { value: this.api.invokeArn(), description: 'Allow the control plane execute-api:Invoke on this ARN' });
     for (const name of WORKFLOWS) {
       const id = `${name.charAt(0).toUpperCase()}${name.slice(1)}StateMachineArn`;

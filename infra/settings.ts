@@ -12,6 +12,11 @@
  *   apiCloudWatchRole true | false: set the region's API Gateway CloudWatch Logs role (the account
  *                     setting REST API logging needs) to one this stack creates (default true);
  *                     false when the account already has one, e.g. managed centrally
+ *   sweepSchedule     EventBridge schedule expression of the snapshot sweeper: rate(…) or
+ *                     cron(…) (default rate(1 day))
+ *   sweepOlderThanDays
+ *                     the sweeper removes snapshots and failed installs older than this (default 7)
+ *   sweepKeep         the newest N snapshots of each plugin always stay (default 1)
  */
 import type { Node } from 'constructs';
 
@@ -28,6 +33,16 @@ export interface EicEndpoint {
   readonly dnsName: string;
 }
 
+/** The snapshot sweeper's schedule and retention (lambdas/handlers/sweeper.ts). */
+export interface SweepSettings {
+  /** EventBridge schedule expression: `rate(…)` or `cron(…)`. */
+  readonly schedule: string;
+  /** SWEEP_OLDER_THAN_DAYS: snapshots and failed installs older than this many days go. */
+  readonly olderThanDays: number;
+  /** SWEEP_KEEP: the newest N snapshots of each plugin always stay. */
+  readonly keepNewest: number;
+}
+
 export interface InstallerSettings {
   readonly osUser: string;
   readonly defaultTransport: DefaultTransport;
@@ -35,16 +50,40 @@ export interface InstallerSettings {
   readonly eicEndpoint?: EicEndpoint;
   /** Create the API Gateway CloudWatch Logs role and make it the region's account setting. */
   readonly apiCloudWatchRole: boolean;
+  readonly sweep: SweepSettings;
 }
 
-export const DEFAULT_SETTINGS: Pick<InstallerSettings, 'osUser' | 'defaultTransport' | 'apiCloudWatchRole'> = {
+export const DEFAULT_SWEEP: SweepSettings = {
+  schedule: 'rate(1 day)',
+  olderThanDays: 7,
+  keepNewest: 1,
+};
+
+export const DEFAULT_SETTINGS: Pick<InstallerSettings, 'osUser' | 'defaultTransport' | 'apiCloudWatchRole' | 'sweep'> = {
   osUser: 'ubuntu',
   defaultTransport: 'ssm',
   apiCloudWatchRole: true,
+  sweep: DEFAULT_SWEEP,
 };
 
+/** Upper bounds the sweeper itself accepts (lambdas/handlers/sweeper.ts). */
+export const MAX_SWEEP_OLDER_THAN_DAYS = 36_500;
+export const MAX_SWEEP_KEEP = 1_000_000;
+
 /** The context keys this app reads. */
-export const CONTEXT_KEYS = ['osUser', 'defaultTransport', 'vpcId', 'subnetIds', 'securityGroupId', 'eicEndpointId', 'eicEndpointDns', 'apiCloudWatchRole'] as const;
+export const CONTEXT_KEYS = [
+  'osUser',
+  'defaultTransport',
+  'vpcId',
+  'subnetIds',
+  'securityGroupId',
+  'eicEndpointId',
+  'eicEndpointDns',
+  'apiCloudWatchRole',
+  'sweepSchedule',
+  'sweepOlderThanDays',
+  'sweepKeep',
+] as const;
 
 const OS_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
@@ -52,6 +91,24 @@ const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
 const SECURITY_GROUP_ID = /^sg-[0-9a-f]{8,17}$/;
 const EIC_ENDPOINT_ID = /^eice-[0-9a-f]{8,17}$/;
 const DNS_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/;
+
+/**
+ * EventBridge schedule expressions: `rate(1 day)`, `rate(12 hours)` (singular unit for 1, plural
+ * otherwise, as EventBridge requires), or `cron(<6 fields>)`. A rate below one hour is refused:
+ * the sweeper runs up to 15 minutes, and sweeps should not pile up.
+ */
+const RATE = /^rate\((1|[1-9]\d{0,5}) (minute|minutes|hour|hours|day|days)\)$/;
+const CRON = /^cron\([0-9A-Za-z*?,/#-]+(?: [0-9A-Za-z*?,/#-]+){5}\)$/;
+export const MIN_SWEEP_RATE_MINUTES = 60;
+
+function rateOk(value: string): boolean {
+  const m = RATE.exec(value);
+  if (!m) return false;
+  const n = Number(m[1]);
+  const unit = m[2]!;
+  if ((n === 1) !== !unit.endsWith('s')) return false;
+  return !unit.startsWith('minute') || n >= MIN_SWEEP_RATE_MINUTES;
+}
 
 export class SettingsError extends Error {
   override readonly name = 'SettingsError';
@@ -81,6 +138,33 @@ function flag(raw: Raw, key: keyof Raw, fallback: boolean): boolean {
   if (typeof value === 'boolean') return value;
   if (typeof value === 'string' && /^(true|false)$/i.test(value.trim())) return value.trim().toLowerCase() === 'true';
   throw new SettingsError(`context ${key}=${JSON.stringify(value)} is not valid (expected true or false)`);
+}
+
+/** A whole number from 0 to `max`: a JSON number from cdk.json, digits from `-c key=value`. */
+function wholeNumber(raw: Raw, key: keyof Raw, fallback: number, max: number): number {
+  const value = raw[key];
+  if (value === undefined || value === null || value === '') return fallback;
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d{1,7}\s*$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isInteger(n) || n < 0 || n > max) {
+    throw new SettingsError(`context ${key}=${JSON.stringify(value)} is not valid (expected a whole number from 0 to ${max})`);
+  }
+  return n;
+}
+
+function scheduleExpression(raw: Raw): string {
+  const value = text(raw, 'sweepSchedule');
+  if (value === undefined) return DEFAULT_SWEEP.schedule;
+  const cron = /^cron\((.*)\)$/.exec(value);
+  if (rateOk(value) || (cron && CRON.test(value) && cronDaysOk(cron[1]!))) return value;
+  throw new SettingsError(
+    `context sweepSchedule=${JSON.stringify(value)} is not valid (expected an EventBridge schedule expression such as rate(1 day), rate(12 hours) or cron(0 3 * * ? *); rates of at least ${MIN_SWEEP_RATE_MINUTES} minutes)`,
+  );
+}
+
+/** EventBridge cron: one of day-of-month and day-of-week must be `?`. */
+function cronDaysOk(fields: string): boolean {
+  const parts = fields.split(' ');
+  return (parts[2] === '?') !== (parts[4] === '?');
 }
 
 /** `subnetIds` comes as a JSON array from cdk.json and as `a,b` from `-c subnetIds=a,b`. */
@@ -123,10 +207,17 @@ export function parseSettings(raw: Raw): InstallerSettings {
 
   const apiCloudWatchRole = flag(raw, 'apiCloudWatchRole', DEFAULT_SETTINGS.apiCloudWatchRole);
 
+  const sweep: SweepSettings = {
+    schedule: scheduleExpression(raw),
+    olderThanDays: wholeNumber(raw, 'sweepOlderThanDays', DEFAULT_SWEEP.olderThanDays, MAX_SWEEP_OLDER_THAN_DAYS),
+    keepNewest: wholeNumber(raw, 'sweepKeep', DEFAULT_SWEEP.keepNewest, MAX_SWEEP_KEEP),
+  };
+
   return {
     osUser,
     defaultTransport: transport,
     apiCloudWatchRole,
+    sweep,
     ...(vpcId && subnetIds && securityGroupId ? { vpc: { vpcId, subnetIds, securityGroupId } } : {}),
     ...(endpointId && endpointDns ? { eicEndpoint: { id: endpointId, dnsName: endpointDns } } : {}),
   };

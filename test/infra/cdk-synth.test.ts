@@ -1,6 +1,6 @@
 /**
- * The real CDK CLI, offline: `cdk synth` runs cdk.json's app (tsx), bundles the 11 step Lambdas
- * and the api Lambda with esbuild and runs cdk-nag, without reaching AWS: no credentials, no instance metadata, no
+ * The real CDK CLI, offline: `cdk synth` runs cdk.json's app (tsx), bundles the 11 step Lambdas,
+ * the api Lambda and the sweeper with esbuild and runs cdk-nag, without reaching AWS: no credentials, no instance metadata, no
  * version check, notices or telemetry, and `--no-lookups` (a context lookup would fail the synth).
  * Then every bundle is checked: index.mjs with its source map, the host scripts next to it, and
  * an ES module that loads on this Node and exports `handler`.
@@ -15,8 +15,8 @@ import { STACK_NAME } from '../../infra/installer-app.ts';
 import { ROOT, TEST_ACCOUNT, TEST_REGION } from './infra-helpers.ts';
 
 const SYNTH_TIMEOUT_MS = 170_000;
-/** 11 workflow steps + the api Lambda. */
-const FUNCTIONS = 12;
+/** 11 workflow steps + the api Lambda + the sweeper. */
+const FUNCTIONS = 13;
 
 interface LambdaResource {
   Type: string;
@@ -65,7 +65,7 @@ beforeAll(() => {
 }, SYNTH_TIMEOUT_MS + 10_000);
 
 afterAll(() => {
-  // 12 bundles with source maps: over 100 MB.
+  // 13 bundles with source maps: over 100 MB.
   rmSync(outdir, { recursive: true, force: true });
 });
 
@@ -81,12 +81,14 @@ describe('cdk synth (CLI, offline)', () => {
     expect(took).toBeLessThan(SYNTH_TIMEOUT_MS);
   });
 
-  it('bundles each step Lambda and the api Lambda into index.mjs with its source map and the host scripts beside it', () => {
+  it('bundles each step Lambda, the api Lambda and the sweeper into index.mjs with its source map and the host scripts beside it', () => {
     const template = JSON.parse(readFileSync(join(outdir, `${STACK_NAME}.template.json`), 'utf8')) as { Resources: Record<string, LambdaResource> };
     const functions = Object.entries(template.Resources).filter(([, r]) => r.Type === 'AWS::Lambda::Function');
     expect(functions).toHaveLength(FUNCTIONS);
     // The api Lambda lists plugins on hosts with the same host-step script as the steps.
     expect(functions.filter(([, fn]) => fn.Properties.Description.includes('lambdas/handlers/api.ts'))).toHaveLength(1);
+    // The sweeper's one Run Command carries the same script.
+    expect(functions.filter(([, fn]) => fn.Properties.Description.includes('lambdas/handlers/sweeper.ts'))).toHaveLength(1);
     const scripts = hostScripts();
     expect(scripts).toContain('plugin-host.sh');
     const dirs = new Set<string>();

@@ -30,7 +30,7 @@ export interface BuildOptions {
   /** Account and region (CDK_DEFAULT_*); default: environment-agnostic. */
   readonly env?: { account: string; region: string };
   /**
-   * Run esbuild for the 11 step Lambdas. Default false: the template does not depend on the
+   * Run esbuild for the 13 Lambdas (steps, api, sweeper). Default false: the template does not depend on the
    * bundles (test/infra/cdk-synth.test.ts bundles them for real through the CLI).
    */
   readonly bundle?: boolean;

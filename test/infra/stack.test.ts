@@ -81,26 +81,27 @@ function stepOf(app: BuiltApp, spec: StepSpec) {
 }
 
 describe('resources', () => {
-  it('has the artifact bucket, its log bucket, 11 step Lambdas + the api Lambda, 3 state machines, the bus, the alarms, the REST API', () => {
+  it('has the artifact bucket, its log bucket, 11 step Lambdas + the api Lambda + the sweeper, 3 state machines, the bus, the alarms, the REST API, the sweep schedule', () => {
     const t = base.template;
     t.resourceCountIs('AWS::S3::Bucket', 2);
-    t.resourceCountIs('AWS::Lambda::Function', 12);
+    t.resourceCountIs('AWS::Lambda::Function', 13);
     t.resourceCountIs('AWS::StepFunctions::StateMachine', 3);
     t.resourceCountIs('AWS::Events::EventBus', 1);
     t.resourceCountIs('AWS::Events::Archive', 1);
     t.resourceCountIs('AWS::SNS::Topic', 1);
     t.resourceCountIs('AWS::KMS::Key', 1);
-    t.resourceCountIs('AWS::CloudWatch::Alarm', 4);
+    // ExecutionsFailed ×3, RollbackFailed, the sweeper's Errors and SweepHostsFailed.
+    t.resourceCountIs('AWS::CloudWatch::Alarm', 6);
     t.resourceCountIs('AWS::Logs::MetricFilter', 1);
     t.resourceCountIs('AWS::ApiGateway::RestApi', 1);
-    // Nothing the stack does not need yet (the sweeper arrives with its handler).
-    t.resourceCountIs('AWS::Events::Rule', 0);
+    // The sweeper's schedule, and nothing else.
+    t.resourceCountIs('AWS::Events::Rule', 1);
     t.resourceCountIs('AWS::IAM::ManagedPolicy', 0);
-    // No custom resources (e.g. a LogRetention Lambda): every function above is a step or the api.
+    // No custom resources (e.g. a LogRetention Lambda): every function above is a step, the api or the sweeper.
     expect(Object.keys(t.findResources('AWS::CloudFormation::CustomResource'))).toEqual([]);
   });
 
-  it('exposes what the API and the sweeper will attach to', () => {
+  it('exposes what the API and the sweeper attach to', () => {
     const { stack } = base;
     expect(Object.keys(stack.stateMachines).sort()).toEqual([...WORKFLOWS].sort());
     expect(stack.bucket).toBeDefined();
@@ -243,12 +244,17 @@ describe('step Lambdas', () => {
   });
 
   it('run in the given subnets and security group when VPC placement is configured, and outside a VPC otherwise', () => {
-    variant.template.allResourcesProperties('AWS::Lambda::Function', {
-      VpcConfig: {
-        SubnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'],
-        SecurityGroupIds: ['sg-0123456789abcdef0'],
-      },
-    });
+    const vpcConfig = {
+      SubnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'],
+      SecurityGroupIds: ['sg-0123456789abcdef0'],
+    };
+    // The steps and the api Lambda; the sweeper only calls the SSM API and stays outside (test/infra/sweeper.test.ts).
+    const functions = variant.template.findResources('AWS::Lambda::Function');
+    const sweeper = logicalId(variant.stack.sweeper.fn);
+    expect(Object.keys(functions)).toHaveLength(STEP_SPECS.length + 2);
+    for (const [id, fn] of Object.entries(functions)) {
+      expect((fn.Properties as Record<string, unknown>).VpcConfig, id).toEqual(id === sweeper ? undefined : vpcConfig);
+    }
     base.template.allResourcesProperties('AWS::Lambda::Function', { VpcConfig: Match.absent() });
     // Imported by id: no lookups (the CLI test synthesizes with --no-lookups), nothing created.
     variant.template.resourceCountIs('AWS::EC2::SecurityGroup', 0);

@@ -1,0 +1,245 @@
+/**
+ * The snapshot sweeper in the stack: the EventBridge schedule (default and from context) invoking
+ * the sweeper Lambda, the function (runtime, architecture, timeout, environment the handler reads),
+ * its IAM exactly (SendCommand on the document and on tagged instances, ListCommandInvocations on
+ * "*"; no S3, no EC2 Instance Connect, no wildcard actions), the two alarms, and cdk-nag.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_TARGETS } from '../../lambdas/core/sweep/fleet-sweep.ts';
+import { sweeperSettingsFromEnv } from '../../lambdas/handlers/sweeper.ts';
+import { MIN_REASON_LENGTH } from '../../infra/constructs/nag.ts';
+import { NODE_RUNTIME_REASON, WORKSPACE_TAG } from '../../infra/constructs/step-functions.ts';
+import { SWEEP_HOSTS_FAILED } from '../../infra/constructs/snapshot-sweeper.ts';
+import {
+  acknowledgements,
+  actionsOf,
+  buildApp,
+  logicalId,
+  normalize,
+  roleStatements,
+  ROOT,
+  sortStatements,
+  TEST_ACCOUNT,
+  TEST_REGION,
+  type BuiltApp,
+} from './infra-helpers.ts';
+
+const CUSTOM = { sweepSchedule: 'cron(0 3 * * ? *)', sweepOlderThanDays: '30', sweepKeep: 2 };
+const VPC = {
+  vpcId: 'vpc-0123456789abcdef0',
+  subnetIds: 'subnet-0123456789abcdef0',
+  securityGroupId: 'sg-0123456789abcdef0',
+  eicEndpointId: 'eice-0123456789abcdef0',
+  eicEndpointDns: 'eice-0123456789abcdef0.1a2b3c4d.ec2-instance-connect-endpoint.us-east-1.amazonaws.com',
+  defaultTransport: 'eic',
+};
+
+let base: BuiltApp;
+let custom: BuiltApp;
+
+beforeAll(() => {
+  base = buildApp();
+  custom = buildApp({ context: { ...CUSTOM, ...VPC }, env: { account: TEST_ACCOUNT, region: TEST_REGION } });
+});
+
+function fnProps(app: BuiltApp): Record<string, unknown> {
+  const fn = app.template.findResources('AWS::Lambda::Function')[logicalId(app.stack.sweeper.fn)];
+  expect(fn).toBeDefined();
+  return fn!.Properties as Record<string, unknown>;
+}
+
+function envOf(app: BuiltApp): Record<string, string> {
+  return (fnProps(app).Environment as { Variables: Record<string, string> }).Variables;
+}
+
+describe('sweep schedule', () => {
+  it('is an EventBridge rule on rate(1 day) by default', () => {
+    base.template.resourceCountIs('AWS::Events::Rule', 1);
+    base.template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 day)', State: 'ENABLED' });
+  });
+
+  it('takes sweepSchedule from context', () => {
+    custom.template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'cron(0 3 * * ? *)' });
+    const hourly = buildApp({ context: { sweepSchedule: 'rate(12 hours)' } });
+    hourly.template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(12 hours)' });
+  });
+
+  it('refuses a bad schedule before building anything', () => {
+    expect(() => buildApp({ context: { sweepSchedule: 'every day' } })).toThrow(/sweepSchedule/);
+    expect(() => buildApp({ context: { sweepSchedule: 'rate(5 minutes)' } })).toThrow(/sweepSchedule/);
+  });
+
+  it('targets the sweeper function, which lets exactly that rule invoke it', () => {
+    for (const app of [base, custom]) {
+      const fnId = logicalId(app.stack.sweeper.fn);
+      const ruleId = logicalId(app.stack.sweeper.rule);
+      const rule = app.template.findResources('AWS::Events::Rule')[ruleId]!;
+      const ruleTargets = (rule.Properties as { Targets: { Arn: unknown; Input?: unknown }[] }).Targets;
+      expect(ruleTargets).toHaveLength(1);
+      expect(ruleTargets[0]!.Arn).toEqual({ 'Fn::GetAtt': [fnId, 'Arn'] });
+      // The scheduled event itself is the input (the handler reads detail.dryRun; a schedule's detail is {}).
+      expect(ruleTargets[0]!.Input).toBeUndefined();
+      const permissions = Object.values(app.template.findResources('AWS::Lambda::Permission')).filter(
+        (p) => JSON.stringify((p.Properties as { FunctionName: unknown }).FunctionName).includes(fnId),
+      );
+      expect(permissions.map((p) => p.Properties)).toEqual([
+        { Action: 'lambda:InvokeFunction', FunctionName: { 'Fn::GetAtt': [fnId, 'Arn'] }, Principal: 'events.amazonaws.com', SourceArn: { 'Fn::GetAtt': [ruleId, 'Arn'] } },
+      ]);
+    }
+  });
+});
+
+describe('sweeper function', () => {
+  it('runs lambdas/handlers/sweeper.ts on nodejs22.x/arm64 for 15 minutes, traced, with its own role and log group', () => {
+    for (const app of [base, custom]) {
+      const { sweeper } = app.stack;
+      const props = fnProps(app);
+      expect(props.Runtime).toBe('nodejs22.x');
+      expect(props.Architectures).toEqual(['arm64']);
+      expect(props.Handler).toBe('index.handler');
+      expect(props.Timeout).toBe(900);
+      expect(props.MemorySize as number).toBeGreaterThanOrEqual(256);
+      expect(props.MemorySize as number).toBeLessThanOrEqual(512);
+      expect(props.TracingConfig).toEqual({ Mode: 'Active' });
+      expect(props.LoggingConfig).toEqual({ LogGroup: { Ref: logicalId(sweeper.logGroup) } });
+      expect(props.Role).toEqual({ 'Fn::GetAtt': [logicalId(sweeper.role), 'Arn'] });
+      expect(props.Description).toContain('lambdas/handlers/sweeper.ts');
+      // It only calls the SSM API: outside any VPC, even when the steps are placed in one.
+      expect(props.VpcConfig).toBeUndefined();
+    }
+    base.template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
+    expect(Object.keys(base.template.findResources('AWS::Logs::LogGroup'))).toContain(logicalId(base.stack.sweeper.logGroup));
+  });
+
+  it('is not retried by Lambda when a sweep fails (the next scheduled sweep runs again)', () => {
+    base.template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: logicalId(base.stack.sweeper.fn) },
+      MaximumRetryAttempts: 0,
+    });
+  });
+
+  it('gets the SWEEP_* settings (defaults, then from context) and the Powertools service and namespace', () => {
+    const common = {
+      SWEEP_TARGET_TAG: 'WorkspaceId',
+      SWEEP_MAX_CONCURRENCY: '10%',
+      SWEEP_MAX_ERRORS: '5%',
+      POWERTOOLS_SERVICE_NAME: 'workspace-plugin-installer',
+      POWERTOOLS_METRICS_NAMESPACE: 'WorkspacePluginInstaller',
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+    expect(envOf(base)).toEqual({ ...common, SWEEP_OLDER_THAN_DAYS: '7', SWEEP_KEEP: '1' });
+    expect(envOf(custom)).toEqual({ ...common, SWEEP_OLDER_THAN_DAYS: '30', SWEEP_KEEP: '2' });
+    // Nothing the sweeper does not read: no bucket, no transport or EIC settings.
+    expect(Object.keys(envOf(custom)).filter((k) => /ARTIFACT|EIC|TRANSPORT|HOST_STEP/.test(k))).toEqual([]);
+  });
+
+  it('sets exactly what the handler reads, and the handler accepts it', () => {
+    expect(sweeperSettingsFromEnv(envOf(base))).toEqual({ olderThanDays: 7, keepNewest: 1, targetTag: WORKSPACE_TAG, maxConcurrency: '10%', maxErrors: '5%', dryRun: false });
+    expect(sweeperSettingsFromEnv(envOf(custom))).toEqual({ olderThanDays: 30, keepNewest: 2, targetTag: WORKSPACE_TAG, maxConcurrency: '10%', maxErrors: '5%', dryRun: false });
+    const source = readFileSync(join(ROOT, 'lambdas/handlers/sweeper.ts'), 'utf8');
+    for (const key of Object.keys(envOf(base)).filter((k) => k.startsWith('SWEEP_'))) expect(source, key).toContain(key);
+    // The target the handler builds is the fleet sweep's default: every instance with the tag key.
+    expect(DEFAULT_TARGETS).toEqual([{ Key: 'tag-key', Values: [envOf(base).SWEEP_TARGET_TAG] }]);
+  });
+});
+
+describe('sweeper IAM', () => {
+  function expected(arn: { partition: string; region: string; account: string }, app: BuiltApp) {
+    return sortStatements([
+      { sid: 'WriteOwnLogs', effect: 'Allow', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [`<${logicalId(app.stack.sweeper.logGroup)}.Arn>`], condition: undefined },
+      { sid: '', effect: 'Allow', actions: ['xray:PutTelemetryRecords', 'xray:PutTraceSegments'], resources: ['*'], condition: undefined },
+      { sid: 'RunShellScriptDocument', effect: 'Allow', actions: ['ssm:SendCommand'], resources: [`arn:${arn.partition}:ssm:${arn.region}::document/AWS-RunShellScript`], condition: undefined },
+      {
+        sid: 'RunOnWorkspaceInstances',
+        effect: 'Allow',
+        actions: ['ssm:SendCommand'],
+        resources: [`arn:${arn.partition}:ec2:${arn.region}:${arn.account}:instance/*`],
+        condition: { Null: { 'ssm:resourceTag/WorkspaceId': 'false' } },
+      },
+      { sid: 'FollowSweepCommand', effect: 'Allow', actions: ['ssm:ListCommandInvocations'], resources: ['*'], condition: undefined },
+    ]);
+  }
+
+  it('is exactly SendCommand (AWS-RunShellScript, tagged instances) and ListCommandInvocations, besides logs and X-Ray', () => {
+    const actualBase = sortStatements(roleStatements(base.template, logicalId(base.stack.sweeper.role)).map(normalize));
+    expect(actualBase).toEqual(expected({ partition: '<AWS::Partition>', region: '<AWS::Region>', account: '<AWS::AccountId>' }, base));
+    // VPC placement, an endpoint and the EIC transport change nothing for the sweeper.
+    const actualCustom = sortStatements(roleStatements(custom.template, logicalId(custom.stack.sweeper.role)).map(normalize));
+    expect(actualCustom).toEqual(expected({ partition: 'aws', region: TEST_REGION, account: TEST_ACCOUNT }, custom));
+  });
+
+  it('has no S3, no EC2 Instance Connect, no CancelCommand, no wildcard action, no managed policy', () => {
+    for (const app of [base, custom]) {
+      const actions = roleStatements(app.template, logicalId(app.stack.sweeper.role)).flatMap(actionsOf);
+      expect(actions.filter((a) => a.startsWith('s3:') || a.startsWith('ec2-instance-connect:') || a.startsWith('ec2:'))).toEqual([]);
+      expect(actions).not.toContain('ssm:CancelCommand');
+      for (const action of actions) expect(action).not.toContain('*');
+      const role = app.template.findResources('AWS::IAM::Role')[logicalId(app.stack.sweeper.role)]!;
+      expect((role.Properties as Record<string, unknown>).ManagedPolicyArns).toBeUndefined();
+    }
+  });
+
+  it('allows exactly the SSM calls the fleet sweep makes', () => {
+    const source = readFileSync(join(ROOT, 'lambdas/core/sweep/fleet-sweep.ts'), 'utf8');
+    const called = [...new Set([...source.matchAll(/new (\w+)Command\(/g)].map((m) => `ssm:${m[1]}`))].sort();
+    expect(called).toEqual(['ssm:ListCommandInvocations', 'ssm:SendCommand']);
+    const granted = [...new Set(roleStatements(base.template, logicalId(base.stack.sweeper.role)).flatMap(actionsOf).filter((a) => a.startsWith('ssm:')))].sort();
+    expect(granted).toEqual(called);
+  });
+});
+
+describe('sweeper alarms', () => {
+  it('alarm on the function\'s Errors, notifying the alarm topic', () => {
+    base.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/Lambda',
+      MetricName: 'Errors',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: logicalId(base.stack.sweeper.fn) } }],
+      Statistic: 'Sum',
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+      AlarmActions: [{ Ref: logicalId(base.stack.alarmTopic) }],
+    });
+  });
+
+  it('alarm on SweepHostsFailed as the handler publishes it (Powertools: namespace, service dimension)', () => {
+    expect(SWEEP_HOSTS_FAILED).toBe('SweepHostsFailed');
+    expect(readFileSync(join(ROOT, 'lambdas/handlers/sweeper.ts'), 'utf8')).toContain(`'${SWEEP_HOSTS_FAILED}'`);
+    base.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'WorkspacePluginInstaller',
+      MetricName: 'SweepHostsFailed',
+      Dimensions: [{ Name: 'service', Value: 'workspace-plugin-installer' }],
+      Statistic: 'Sum',
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+      AlarmActions: [{ Ref: logicalId(base.stack.alarmTopic) }],
+    });
+  });
+});
+
+describe('sweeper cdk-nag', () => {
+  it('reports no unacknowledged finding, with or without VPC settings and an account', () => {
+    for (const app of [base, custom]) {
+      const report = new AwsSolutionsChecks().validateScope(app.app);
+      expect(report.violations.map((v) => `${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`)).toEqual([]);
+    }
+  });
+
+  it('acknowledges only the instance/* and "*" resources and the Node 22 runtime, each with a reason', () => {
+    const path = base.stack.sweeper.node.path;
+    const acks = acknowledgements(base.app).filter((a) => a.path === path || a.path.startsWith(`${path}/`));
+    expect(acks.map((a) => a.id).sort()).toEqual([
+      'AwsSolutions-IAM5[Resource::*]',
+      'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
+      'AwsSolutions-L1',
+    ]);
+    for (const ack of acks) expect(ack.reason.trim().length, ack.id).toBeGreaterThanOrEqual(MIN_REASON_LENGTH);
+    expect(acks.find((a) => a.id === 'AwsSolutions-L1')?.reason).toBe(NODE_RUNTIME_REASON);
+    expect(acks.find((a) => a.id === 'AwsSolutions-IAM5[Resource::*]')?.reason).toMatch(/ListCommandInvocations/);
+    expect(acks.find((a) => a.id.includes('instance/*'))?.reason).toMatch(/WorkspaceId/);
+  });
+});
