@@ -13,11 +13,10 @@
  * straight to the host step (HostSteps.stage), which has no size limit of its own.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomFillSync } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { createGzip } from 'node:zlib';
@@ -28,6 +27,7 @@ import { startEicHarness } from '../test/servers/eic-harness.ts';
 import { startS3 } from '../test/servers/s3.ts';
 import { FILE_COUNT, fmt, msSince, PLUGIN, REPO, round, table, type Cleanups, type PluginTarball } from './common.ts';
 import type { ChildArtifact, ChildConfig, ChildResult } from './streaming-memory-child.ts';
+import { digestStream } from '../lambdas/core/artifacts/digest-stream.ts';
 
 const CHILD = fileURLToPath(new URL('./streaming-memory-child.ts', import.meta.url));
 const MiB = 1024 * 1024;
@@ -61,18 +61,10 @@ interface BigTarball {
 async function buildBigTarball(dir: string, mib: number): Promise<BigTarball> {
   const start = process.hrtime.bigint();
   const path = join(dir, `${BIG_PLUGIN}.tar.gz`);
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      done(null, chunk);
-    },
-  });
+  const digest = digestStream();
   const tar = pack();
   // Random bytes do not compress: level 1 costs the least time for the same size.
-  const written = pipeline(tar, createGzip({ level: 1 }), tap, createWriteStream(path));
+  const written = pipeline(tar, createGzip({ level: 1 }), digest.transform, createWriteStream(path));
   const header = { mode: 0o644, mtime: new Date(0), uid: 0, gid: 0, uname: '', gname: '' };
   const fileBytes = Math.floor((mib * MiB) / BIG_FILES);
   const entryDone = (fill: (entry: NodeJS.WritableStream) => Promise<void>, h: Record<string, unknown>): Promise<void> =>
@@ -99,7 +91,8 @@ async function buildBigTarball(dir: string, mib: number): Promise<BigTarball> {
   }
   tar.finalize();
   await written;
-  return { path, bytes, sha256: hash.digest('hex'), contentBytes: fileBytes * BIG_FILES, files: BIG_FILES + 1, buildMs: msSince(start) };
+  const { sha256, bytes } = digest.result();
+  return { path, bytes, sha256, contentBytes: fileBytes * BIG_FILES, files: BIG_FILES + 1, buildMs: msSince(start) };
 }
 
 /** Runs one child; resolves with its RESULT line. Registered for cleanup while it runs. */
