@@ -19,3 +19,14 @@ export async function expectCode(promise: Promise<unknown>, code: string): Promi
   expect(error.code, error.message).toBe(code);
   return error;
 }
+
+/** The PluginError a synchronous call throws; fails the test if it returns or throws otherwise. */
+export function refusal(fn: () => unknown): PluginError {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(PluginError);
+    return error as PluginError;
+  }
+  throw new Error('expected the call to be refused with a PluginError');
+}

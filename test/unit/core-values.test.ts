@@ -21,16 +21,8 @@ import {
   WORKSPACE_ID,
 } from '../../lambdas/core/names.ts';
 import { newStamp, stampDate, stampTime } from '../../lambdas/core/stamp.ts';
+import { refusal } from '../helpers/plugin-error.ts';
 
-function refusal(fn: () => unknown): PluginError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(PluginError);
-    return error as PluginError;
-  }
-  throw new Error('expected the value to be refused');
-}
 
 // --- names ----------------------------------------------------------------------------------------
 

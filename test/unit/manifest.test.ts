@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { PluginError } from '../../lambdas/core/errors.ts';
 import { assertRuntimeSupported, parseManifest, type Manifest } from '../../lambdas/core/manifest.ts';
+import { refusal } from '../helpers/plugin-error.ts';
 
-function refusal(fn: () => unknown): PluginError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(PluginError);
-    return error as PluginError;
-  }
-  throw new Error('expected parseManifest to refuse');
-}
 
 const base = 'name: my-plugin\nversion: 1.2.0\n';
 
