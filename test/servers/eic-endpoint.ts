@@ -8,11 +8,12 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
+import { listenOnLoopback } from './loopback.ts';
 
 export interface EicEndpointOptions {
   /** Where remotePort 22 of every allowed private IP leads. */
@@ -173,11 +174,7 @@ export async function startEicEndpoint(options: EicEndpointOptions): Promise<Eic
       },
     );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
 
   const dropAll = (): number => {
     let n = 0;

@@ -19,8 +19,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { constants as osConstants, tmpdir } from 'node:os';
+import { listenOnLoopback } from './loopback.ts';
 
 export interface FakeInstance {
   /** Working directory of its commands (default: the OS temp dir). */
@@ -572,11 +572,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
   const server = createServer((req, res) => {
     handle(req, res).catch(() => res.destroy());
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
 
   return {
     endpoint: `http://127.0.0.1:${port}`,
