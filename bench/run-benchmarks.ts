@@ -10,6 +10,8 @@
  *               sshd; SSH handshakes, host commands and SSM API calls per install
  *   memory      (streaming-memory.ts) peak RSS growth of the adapter process while a 256 MiB
  *               plugin streams through the EIC adapter (goal < 64 MiB), in child processes
+ *   hostops     (host-ops.ts) each small host operation as a process against `sh -c true`,
+ *               `list` on a root of 400 plugins, and the cost of the durability flushes
  *
  * The plugin of the first two parts is built here, deterministically: 1,000 files totalling 1 MiB
  * in 20 directories plus plugin.yaml (bench-plugin 1.0.0 / 2.0.0). Results go to
@@ -19,7 +21,8 @@
  * Options: --quick (local 1 warm-up + 5 measured, 5 CLI; transports 1 + 3), --warmup N,
  * --iterations N, --cli-iterations N (local part), --transport-warmup N, --transport-iterations N,
  * --rss-mib N (content size of the big plugin, default 256), --rss-sample-ms N (default 20),
- * --only local,transports,memory (default: all three).
+ * --hostops-iterations N (default 30, quick 5), --list-plugins N (default 400),
+ * --only local,transports,memory,hostops (default: all four).
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
@@ -40,13 +43,14 @@ import {
   VERSIONS,
   type PluginTarball,
 } from './common.ts';
+import { measureHostOps } from './host-ops.ts';
 import { measureLocal } from './local.ts';
 import { measureStreamingMemory } from './streaming-memory.ts';
 import { measureTransports, transportsUnavailable } from './transports.ts';
 
 // --- options ------------------------------------------------------------------------------------
 
-const PARTS = ['local', 'transports', 'memory'] as const;
+const PARTS = ['local', 'transports', 'memory', 'hostops'] as const;
 type Part = (typeof PARTS)[number];
 
 interface Options {
@@ -58,6 +62,8 @@ interface Options {
   transportIterations: number;
   rssMib: number;
   rssSampleMs: number;
+  hostOpsIterations: number;
+  listPlugins: number;
   parts: Set<Part>;
 }
 
@@ -73,6 +79,8 @@ function parseOptions(argv: string[]): Options {
       'transport-iterations': { type: 'string' },
       'rss-mib': { type: 'string' },
       'rss-sample-ms': { type: 'string' },
+      'hostops-iterations': { type: 'string' },
+      'list-plugins': { type: 'string' },
       only: { type: 'string' },
     },
     strict: true,
@@ -102,6 +110,8 @@ function parseOptions(argv: string[]): Options {
     transportIterations: count(values['transport-iterations'], quick ? 3 : 10, 1, 'transport-iterations'),
     rssMib: count(values['rss-mib'], 256, 4, 'rss-mib'),
     rssSampleMs: count(values['rss-sample-ms'], 20, 1, 'rss-sample-ms'),
+    hostOpsIterations: count(values['hostops-iterations'], quick ? 5 : 30, 1, 'hostops-iterations'),
+    listPlugins: count(values['list-plugins'], 400, 1, 'list-plugins'),
     parts,
   };
 }
@@ -191,6 +201,13 @@ async function measure(options: Options, scratch: string): Promise<number> {
       lines.push('', ...r.lines);
     }
   } else sections.streamingMemory = { skipped: 'not selected (--only)' };
+
+  if (options.parts.has('hostops')) {
+    await mkdir(join(scratch, 'hostops'));
+    const r = await measureHostOps(options, join(scratch, 'hostops'), tarballs);
+    sections.hostOperations = r.results.hostOps;
+    lines.push(r.text);
+  } else sections.hostOperations = { skipped: 'not selected (--only)' };
 
   const cpuList = cpus();
   const results = {

@@ -38,7 +38,7 @@ async function liveDescription(deps: LocalDeps, workspace: string, plugin: strin
 
 /** Reports a refusal that happens before any workflow starts (usage, names, workspace). */
 function refuse(io: Io, json: boolean, err: PluginError, fields: Partial<OperationReport> = {}): number {
-  const mapped = statusOfError(err.code);
+  const mapped = statusOfError(err.code, false);
   if (json) {
     const report = { status: mapped.status, workspace: null, plugin: null, version: null, sha256: null, stamp: null, execution: null, steps: [], ...fields, error: err.toJSON() };
     io.out(JSON.stringify(report) + '\n');

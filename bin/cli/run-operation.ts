@@ -42,6 +42,12 @@ function stepLine(r: StepRecord): string {
   return `  ${mark} ${r.name.padEnd(NAME_WIDTH)} ${String(r.ms).padStart(6)} ms${retries}${error}\n`;
 }
 
+/** Whether a RollBack state ran and reported that it had to put live back. */
+function liveWasChanged(outputs: Record<string, unknown>): boolean {
+  const state = outputs.RollBack as { rollback?: { changed?: unknown } } | undefined;
+  return state?.rollback?.changed === true;
+}
+
 export async function runOperation(req: OperationRequest): Promise<{ report: OperationReport; exit: number }> {
   const started = Date.now();
   if (!req.json) req.write(`  execution ${req.executionName}\n`);
@@ -66,7 +72,7 @@ export async function runOperation(req: OperationRequest): Promise<{ report: Ope
   let exit: number = EXIT.ok;
   if (!succeeded) {
     const error = errorFromFailure(outcome.error, outcome.cause);
-    const mapped = statusOfError(error.code);
+    const mapped = statusOfError(error.code, liveWasChanged(outcome.outputs));
     report.status = mapped.status;
     report.error = error.toJSON();
     exit = mapped.exit;
@@ -77,7 +83,14 @@ export async function runOperation(req: OperationRequest): Promise<{ report: Ope
   } else if (succeeded) {
     req.write(req.successLine(report, ms) + '\n');
   } else {
-    const what = { refused: 'refused', busy: 'busy', 'rolled-back': 'failed and rolled back (live is as it was)', 'needs-operator': 'FAILED: operator needed', succeeded: '' }[report.status];
+    const what = {
+      refused: 'refused',
+      busy: 'busy',
+      failed: 'failed before live was touched (nothing changed)',
+      'rolled-back': 'failed and rolled back (live is as it was)',
+      'needs-operator': 'FAILED: operator needed',
+      succeeded: '',
+    }[report.status];
     req.write(`${what}: ${report.error!.code}: ${report.error!.message}\n`);
     if (report.error!.hint) req.write(`  hint: ${report.error!.hint}\n`);
   }

@@ -18,7 +18,8 @@ const V1 = { name: NAME, version: '1.0.0', files: 6 };
 const V2 = { name: NAME, version: '2.0.0', files: 9 };
 const VERSIONS = { '1.0.0': expectedTree(V1), '2.0.0': expectedTree(V2) };
 
-type Expect = 'installed' | 'rolled-back' | 'unmarked';
+/** failed: stopped before live was touched (CleanUp); rolled-back: RollBack ran. */
+type Expect = 'installed' | 'failed' | 'rolled-back' | 'unmarked';
 type Mode = Exclude<FaultMode, 'fail-once'> | 'repeat';
 
 /**
@@ -27,10 +28,10 @@ type Mode = Exclude<FaultMode, 'fail-once'> | 'repeat';
  * already there; staging redoes its extraction every time and so runs out of retries.
  */
 const MATRIX: [HostOp, string, Record<Mode, Expect>][] = [
-  ['lock', 'AcquireLock', { fail: 'rolled-back', kill: 'installed', 'kill-once': 'installed', repeat: 'installed' }],
-  ['stage', 'StageOnHost', { fail: 'rolled-back', kill: 'rolled-back', 'kill-once': 'installed', repeat: 'installed' }],
-  ['snapshot', 'SnapshotLive', { fail: 'rolled-back', kill: 'installed', 'kill-once': 'installed', repeat: 'installed' }],
+  ['lock', 'AcquireLock', { fail: 'failed', kill: 'installed', 'kill-once': 'installed', repeat: 'installed' }],
+  ['stage', 'StageOnHost', { fail: 'failed', kill: 'failed', 'kill-once': 'installed', repeat: 'installed' }],
   ['swap', 'SwapIntoPlace', { fail: 'rolled-back', kill: 'installed', 'kill-once': 'installed', repeat: 'installed' }],
+  ['snapshot', 'SnapshotLive', { fail: 'rolled-back', kill: 'installed', 'kill-once': 'installed', repeat: 'installed' }],
   ['mark', 'WriteMarker', { fail: 'unmarked', kill: 'installed', 'kill-once': 'installed', repeat: 'installed' }],
   ['unlock', 'ReleaseLock', { fail: 'installed', kill: 'installed', 'kill-once': 'installed', repeat: 'installed' }],
 ];
@@ -79,11 +80,14 @@ describe('install fault matrix (upgrade v1 → v2)', () => {
         if (expected === 'installed') {
           expect(outcome.status).toBe('SUCCEEDED');
           expect(verdict).toMatchObject({ version: '2.0.0', markedVersion: '2.0.0' });
-        } else if (expected === 'rolled-back') {
+        } else if (expected === 'rolled-back' || expected === 'failed') {
           expect(outcome.status).toBe('FAILED');
           expect(categoryOf(errorFromFailure(outcome.error, outcome.cause).code)).not.toBe('operator');
           expect(verdict).toMatchObject({ version: '1.0.0', markedVersion: '1.0.0' });
-          expect(outcome.steps.map((s) => s.name)).toContain('RollBack');
+          const names = outcome.steps.map((s) => s.name);
+          expect(names).toContain(expected === 'failed' ? 'CleanUp' : 'RollBack');
+          expect(names).not.toContain(expected === 'failed' ? 'RollBack' : 'CleanUp');
+          expect(names).not.toContain('RollbackFailed');
         } else {
           expect(outcome.status).toBe('FAILED');
           expect(outcome.error).toBe('MarkerWriteFailed');
@@ -101,7 +105,8 @@ describe('fresh install faults', () => {
     it(`${op} failing on a fresh install leaves no live copy`, async () => {
       world = await makeWorld();
       const v1 = await world.source(V1);
-      const shims = faultShims({ op, command: DECISIVE_COMMAND[op]!, mode: 'fail' });
+      // Nothing is live yet: the swap of a first install is a plain rename.
+      const shims = faultShims({ op, command: op === 'swap' ? 'mv' : DECISIVE_COMMAND[op]!, mode: 'fail' });
       try {
         const outcome = await world.withHostEnv(shims.env).install(v1);
         expect(outcome.status).toBe('FAILED');
@@ -119,7 +124,8 @@ describe('rollback that fails', () => {
     world = await makeWorld();
     await world.install(await world.source(V1));
     const v2 = await world.source(V2);
-    const shims = faultShims({ op: ['swap', 'rollback'], command: 'mv', mode: 'fail' });
+    // SnapshotLive fails after the exchange; RollBack exchanges v1 back, then cannot move v2 away.
+    const shims = faultShims({ op: ['snapshot', 'rollback'], command: 'mv', mode: 'fail' });
     let outcome;
     try {
       outcome = await world.withHostEnv(shims.env).install(v2);
@@ -131,10 +137,13 @@ describe('rollback that fails', () => {
     const error = errorFromFailure(outcome.error, outcome.cause);
     expect(categoryOf(error.code)).toBe('operator');
     expect(error.hint).toMatch(/\.previous\/matrix\./);
-    // As found: v1 sits in .previous (the snapshot), nothing live, the lock still held.
+    expect(error.message).toContain('exchanged-back');
+    // As found: v1 live again and complete (the exchange back happened), v2 still in the staging
+    // slot, the lock still held for the operator.
     const host = hostState(world.root, NAME);
-    expect(host.previous).toHaveLength(1);
+    expect(host.previous).toHaveLength(0);
+    expect(host.staging).toHaveLength(1);
     expect(host.locked).toBe(true);
-    expect(judgeLive(world.liveTree(NAME), VERSIONS).state).toBe('absent');
+    expect(judgeLive(world.liveTree(NAME), VERSIONS)).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
   });
 });

@@ -97,7 +97,7 @@ describe.each(SETUPS)('lifecycle failures over %s', (_name, setup) => {
   }, 120_000);
   afterAll(async () => s?.stop());
 
-  it('a failure inside uninstall leaves the plugin live and complete', async () => {
+  it('an unusable management directory stops uninstall at the lock, before live is touched: plain failure, plugin live and complete', async () => {
     const before = readTree(join(s.root, 'hello-skills'));
     const snapshots = hostState(s.root, 'hello-skills').previous;
     const undo = squat(join(s.root, '.previous'));
@@ -108,13 +108,14 @@ describe.each(SETUPS)('lifecycle failures over %s', (_name, setup) => {
       undo();
     }
     expect(outcome.status).toBe('FAILED');
-    expect(outcome.error).toBe('HostIoError');
-    expect(outcome.steps.map((x) => x.name)).toEqual(expect.arrayContaining(['RemoveLive', 'RollBack', 'NotifyFailure', 'Failed']));
+    expect(outcome.error).toBe('UnsafeHostLayout');
+    expect(outcome.cause).toContain('.previous exists and is not a directory');
+    expect(outcome.steps.map((x) => x.name)).toEqual(['Prepare', 'AcquireLock', 'CleanUp', 'NotifyFailure', 'Failed']);
     expect(readTree(join(s.root, 'hello-skills'))).toEqual(before);
     expect(hostState(s.root, 'hello-skills')).toMatchObject({ staging: [], previous: snapshots, locked: false });
   }, 60_000);
 
-  it('a failure inside rollback leaves live and the snapshots as they were, and a later rollback works', async () => {
+  it('an unusable staging directory stops a rollback at the lock: live and the snapshots as they were, and a later rollback works', async () => {
     const before = readTree(join(s.root, 'hello-skills'));
     const snapshots = hostState(s.root, 'hello-skills').previous;
     const undo = squat(join(s.root, '.staging'));
@@ -125,7 +126,8 @@ describe.each(SETUPS)('lifecycle failures over %s', (_name, setup) => {
       undo();
     }
     expect(outcome.status).toBe('FAILED');
-    expect(outcome.steps.map((x) => x.name)).toEqual(expect.arrayContaining(['StageSnapshot', 'RollBack', 'Failed']));
+    expect(outcome.error).toBe('UnsafeHostLayout');
+    expect(outcome.steps.map((x) => x.name)).toEqual(['Prepare', 'AcquireLock', 'CleanUp', 'NotifyFailure', 'Failed']);
     expect(readTree(join(s.root, 'hello-skills'))).toEqual(before);
     expect(hostState(s.root, 'hello-skills')).toMatchObject({ staging: [], previous: snapshots, locked: false });
 

@@ -56,14 +56,33 @@ describe('pluginctl install (real process)', () => {
 });
 
 describe('exit codes', () => {
-  it('3: a failing step rolls back and live stays as it was', async () => {
+  it('3: a step failing after the swap rolls back (status rolled-back) and live stays as it was', async () => {
     const home = freshHome();
     expect((await pluginctl(['install', 'local://hello-skills@1.0.0', '--workspace', 'w'], { PLUGINCTL_HOME: home })).code).toBe(0);
-    const shims = faultShims({ op: 'swap', command: 'mv', mode: 'fail' });
+    const shims = faultShims({ op: 'snapshot', command: 'mv', mode: 'fail' });
     try {
       const r = await pluginctl(['install', 'local://hello-skills@1.1.0', '--workspace', 'w', '--json'], { PLUGINCTL_HOME: home, ...shims.env });
       expect(r.code).toBe(3);
       expect(r.json).toMatchObject({ status: 'rolled-back', plugin: 'hello-skills', version: '1.1.0', error: { code: 'HostIoError' } });
+    } finally {
+      shims.cleanup();
+    }
+    const list = await pluginctl(['list', '--workspace', 'w', '--json'], { PLUGINCTL_HOME: home });
+    expect(list.json).toMatchObject({ plugins: [{ name: 'hello-skills', version: '1.0.0', complete: true }], degraded: false });
+  });
+
+  it('3: a step failing before live is touched is a plain failure (status failed)', async () => {
+    const home = freshHome();
+    expect((await pluginctl(['install', 'local://hello-skills@1.0.0', '--workspace', 'w'], { PLUGINCTL_HOME: home })).code).toBe(0);
+    const shims = faultShims({ op: 'stage', command: 'tar', mode: 'fail' });
+    try {
+      const r = await pluginctl(['install', 'local://hello-skills@1.1.0', '--workspace', 'w', '--json'], { PLUGINCTL_HOME: home, ...shims.env });
+      expect(r.code).toBe(3);
+      expect(r.json).toMatchObject({ status: 'failed', plugin: 'hello-skills', version: '1.1.0', error: { code: 'ExtractFailed' } });
+      const events = readFileSync(join(home, 'events.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { detailType: string; detail: unknown });
+      const last = events.at(-1)!;
+      expect(last.detailType).toBe('Plugin Install Failed');
+      expect(last.detail).toMatchObject({ changed: false });
     } finally {
       shims.cleanup();
     }
@@ -99,7 +118,7 @@ describe('exit codes', () => {
   it('5: the rollback itself fails; the message says what to do', async () => {
     const home = freshHome();
     expect((await pluginctl(['install', 'local://hello-skills@1.0.0', '--workspace', 'w'], { PLUGINCTL_HOME: home })).code).toBe(0);
-    const shims = faultShims({ op: ['swap', 'rollback'], command: 'mv', mode: 'fail' });
+    const shims = faultShims({ op: ['snapshot', 'rollback'], command: 'mv', mode: 'fail' });
     try {
       const r = await pluginctl(['install', 'local://hello-skills@1.1.0', '--workspace', 'w'], { PLUGINCTL_HOME: home, ...shims.env });
       expect(r.code).toBe(5);
@@ -110,14 +129,14 @@ describe('exit codes', () => {
     }
   });
 
-  it('5: the marker cannot be written; the hint is the exact command', async () => {
+  it('5: the marker cannot be written; the hint says how to finish', async () => {
     const home = freshHome();
     const shims = faultShims({ op: 'mark', command: 'mv', mode: 'fail' });
     try {
       const r = await pluginctl(['install', 'local://hello-skills@1.0.0', '--workspace', 'w', '--json'], { PLUGINCTL_HOME: home, ...shims.env });
       expect(r.code).toBe(5);
       expect(r.json).toMatchObject({ status: 'needs-operator', error: { code: 'MarkerWriteFailed' } });
-      expect((r.json!.error as { hint: string }).hint).toMatch(/printf .*> \/.*\/hello-skills\/\.complete$/);
+      expect((r.json!.error as { hint: string }).hint).toMatch(/\/hello-skills.*\.complete.*install the same source again/);
     } finally {
       shims.cleanup();
     }

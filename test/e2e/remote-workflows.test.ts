@@ -5,7 +5,7 @@
  * (a real sshd; the tarball streams from S3 into the step's stdin), chosen by the instance's
  * PluginTransport tag.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executionName } from '../../lambdas/core/execution-name.ts';
@@ -42,18 +42,23 @@ describe('over SSM Run Command', () => {
 
     expect((await run('rollback', { workspace: 'ssm-ws', plugin: 'hello-skills' })).status).toBe('SUCCEEDED');
     expect(contentOnly(readTree(join(root, 'hello-skills'))!)).toEqual(contentOnly(v1Tree));
+    // The v1 directory itself came back (exchanged in), with its own marker and nothing else of ours.
+    expect(readTree(join(root, 'hello-skills'))).toEqual(v1Tree);
+    expect(Object.keys(v1Tree).filter((k) => ['.install-stamp', '.restored-from', '.pinned'].includes(k))).toEqual([]);
+    expect((await listPlugins(world.deps, 'ssm-ws')).plugins).toMatchObject([{ name: 'hello-skills', version: '1.0.0', complete: true }]);
 
     expect((await run('uninstall', { workspace: 'ssm-ws', plugin: 'hello-skills' })).status).toBe('SUCCEEDED');
     expect(readTree(join(root, 'hello-skills'))).toBeNull();
     expect((await run('rollback', { workspace: 'ssm-ws', plugin: 'hello-skills' })).status).toBe('SUCCEEDED');
-    expect(contentOnly(readTree(join(root, 'hello-skills'))!)).toEqual(contentOnly(v1Tree));
-    expect(hostState(root, 'hello-skills')).toMatchObject({ staging: [], locked: false });
+    expect(readTree(join(root, 'hello-skills'))).toEqual(v1Tree);
+    expect((await listPlugins(world.deps, 'ssm-ws')).plugins).toMatchObject([{ name: 'hello-skills', version: '1.0.0', complete: true }]);
+    expect(hostState(root, 'hello-skills')).toMatchObject({ staging: [], failed: [], locked: false });
 
     const events = readFileSync(world.eventsFile, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { detailType: string }).detailType);
     expect(events).toEqual(['Plugin Installed', 'Plugin Installed', 'Plugin Rolled Back', 'Plugin Uninstalled', 'Plugin Rolled Back']);
     // Every host step went through SendCommand; the tarball itself never did (it came from S3).
     expect(world.ssm.api.calls.SendCommand).toBeGreaterThanOrEqual(6 * 2 + 5 * 2 + 4);
-  });
+  }, 120_000);
 
   it('refuses a stopped workspace in Prepare, before any host step', async () => {
     const before = world.ssm.api.calls.SendCommand ?? 0;
@@ -66,12 +71,25 @@ describe('over SSM Run Command', () => {
   it('a failing rollback workflow (nothing to restore) leaves the host as it was', async () => {
     const root = world.pluginsRoot('ssm-ws');
     await run('install', { workspace: 'ssm-ws', source: 'local://hello-skills@1.0.0', sha256: null, runtime: null });
+    const before = readTree(join(root, 'hello-skills'));
+    const eventsBefore = readFileSync(world.eventsFile, 'utf8').trim().split('\n').length;
     const r = await run('rollback', { workspace: 'ssm-ws', plugin: 'no-such-plugin' });
     expect(r.status).toBe('FAILED');
     expect(r.error).toBe('NothingToRestore');
-    expect(r.steps.map((s) => s.name)).toContain('RollBack');
+    // StageSnapshot fails before live is touched: CleanUp (release the lock), then a plain
+    // failure; the RollBack branch (live changed) is not taken.
+    expect(r.steps.map((s) => s.name)).toEqual(['Prepare', 'AcquireLock', 'StageSnapshot', 'CleanUp', 'NotifyFailure', 'Failed']);
+    expect(r.steps.find((s) => s.name === 'StageSnapshot')).toMatchObject({ status: 'failed', error: 'NothingToRestore' });
+    expect(r.steps.find((s) => s.name === 'CleanUp')).toMatchObject({ status: 'succeeded' });
+    const events = readFileSync(world.eventsFile, 'utf8').trim().split('\n').slice(eventsBefore).map((l) => JSON.parse(l) as { detailType: string; detail: unknown });
+    expect(events).toHaveLength(1);
+    const detail = (typeof events[0]!.detail === 'string' ? JSON.parse(events[0]!.detail) : events[0]!.detail) as Record<string, unknown>;
+    expect(events[0]!.detailType).toBe('Plugin Operation Failed');
+    expect(detail).toMatchObject({ workspace: 'ssm-ws', plugin: 'no-such-plugin', changed: false, error: { Error: 'NothingToRestore' } });
+    expect(detail).not.toHaveProperty('rolledBack');
     expect(hostState(root, 'no-such-plugin')).toEqual({ staging: [], previous: [], failed: [], locked: false });
-    expect(readTree(join(root, 'hello-skills'))).not.toBeNull();
+    expect(readdirSync(join(root, '.meta')).filter((e) => e.startsWith('no-such-plugin'))).toEqual([]);
+    expect(readTree(join(root, 'hello-skills'))).toEqual(before);
   });
 });
 
@@ -92,8 +110,16 @@ describe('over EC2 Instance Connect (real sshd), with the transport chosen per w
         const v1 = readTree(join(root, 'hello-skills'))!;
         expect((await runIn('install', { workspace: 'eic-ws', source: 'local://hello-skills@1.1.0', sha256: null, runtime: null })).status).toBe('SUCCEEDED');
         expect((await listPlugins(mixed.deps, 'eic-ws')).plugins).toMatchObject([{ name: 'hello-skills', version: '1.1.0', complete: true }]);
-        expect((await runIn('rollback', { workspace: 'eic-ws', plugin: 'hello-skills' })).status).toBe('SUCCEEDED');
+        const rolledBack = await runIn('rollback', { workspace: 'eic-ws', plugin: 'hello-skills' });
+        expect(rolledBack.status, rolledBack.cause).toBe('SUCCEEDED');
+        expect(rolledBack.steps.map((s) => s.name).filter((n) => ['AcquireLock', 'StageSnapshot', 'SwapIntoPlace', 'SnapshotLive', 'ReleaseLock'].includes(n))).toEqual(['AcquireLock', 'StageSnapshot', 'SwapIntoPlace', 'SnapshotLive', 'ReleaseLock']);
         expect(contentOnly(readTree(join(root, 'hello-skills'))!)).toEqual(contentOnly(v1));
+        expect(readTree(join(root, 'hello-skills'))).toEqual(v1);
+        expect((await listPlugins(mixed.deps, 'eic-ws')).plugins).toMatchObject([{ name: 'hello-skills', version: '1.0.0', complete: true }]);
+        // The plugins root is root's (the steps ran under sudo -n), its management directories 0700.
+        expect(statSync(root)).toMatchObject({ uid: 0 });
+        expect(statSync(root).mode & 0o777).toBe(0o755);
+        expect(statSync(join(root, '.meta')).mode & 0o777).toBe(0o700);
         // The files belong to the agent user although the OS user is not root (sudo -n).
         expect(statSync(join(root, 'hello-skills', 'plugin.yaml')).uid).toBe(1000);
         if (viaEndpoint) expect(eic.counters.tunnels).toBeGreaterThan(0);

@@ -32,7 +32,7 @@ describe('rollback workflow', () => {
 
     const first = await world.run('rollback', NAME);
     expect(first.status).toBe('SUCCEEDED');
-    expect(first.steps.map((s) => s.name)).toEqual(['Prepare', 'AcquireLock', 'StageSnapshot', 'SnapshotLive', 'SwapIntoPlace', 'ReleaseLock', 'Notify', 'RolledBack']);
+    expect(first.steps.map((s) => s.name)).toEqual(['Prepare', 'AcquireLock', 'StageSnapshot', 'SwapIntoPlace', 'SnapshotLive', 'ReleaseLock', 'Notify', 'RolledBack']);
     expect(contentOnly(world.liveTree(NAME)!)).toEqual(contentOnly(v1Tree));
     // The marker still describes the content: v1 as it was installed.
     expect(world.liveTree(NAME)!['.complete']).toEqual(v1Tree['.complete']);

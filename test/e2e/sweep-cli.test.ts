@@ -109,7 +109,7 @@ describe('pluginctl sweep', () => {
     const { home, env } = await fleet();
     const w1 = previous(home, 'w1');
     // Pin the older of w1's two snapshots (1.0.0, displaced by the 1.1.0 install).
-    writeFileSync(join(rootOf(home, 'w1'), '.previous', w1[0]!, '.pinned'), '');
+    writeFileSync(join(rootOf(home, 'w1'), '.meta', `${w1[0]!}.pin`), '');
     const liveBefore = { w1: await listVersions(env, 'w1'), w3: await listVersions(env, 'w3') };
     expect(liveBefore.w1).toEqual([{ name: 'hello-skills', version: '1.0.0', complete: true }]);
 

@@ -16,24 +16,28 @@ export type FaultMode = 'fail' | 'kill' | 'kill-once' | 'fail-once';
 export interface Fault {
   /** One operation, or several (space-separated in the shim's environment). */
   op: HostOp | HostOp[];
-  command: 'mv' | 'rm' | 'tar';
+  command: 'mv' | 'rm' | 'tar' | 'perl';
   mode: FaultMode;
 }
 
-/** Which command each mutating operation's decisive action uses. */
+/**
+ * Which command each mutating operation's decisive action uses when a version is live: `swap`
+ * (and the exchange back in `rollback`) is renameat2(RENAME_EXCHANGE) through perl on this
+ * machine (docs/host-layout.md); a first install's swap is a plain `mv`.
+ */
 export const DECISIVE_COMMAND: Partial<Record<HostOp, Fault['command']>> = {
   lock: 'mv',
   stage: 'tar',
   snapshot: 'mv',
-  swap: 'mv',
+  swap: 'perl',
   mark: 'mv',
   unlock: 'rm',
-  rollback: 'mv',
+  rollback: 'perl',
   restore: 'mv',
   uninstall: 'mv',
 };
 
-const REAL = { mv: '/bin/mv', rm: '/bin/rm', tar: '/bin/tar' } as const;
+const REAL = { mv: '/bin/mv', rm: '/bin/rm', tar: '/bin/tar', perl: '/usr/bin/perl' } as const;
 
 function shimText(command: keyof typeof REAL): string {
   return `#!/bin/sh

@@ -45,21 +45,27 @@ function pluginFiles(name: string, version: string): Record<string, string> {
 interface Installed {
   stamp: string;
   sha: string;
-  results: string[];
+  /** Each step's result; swap's is `{ result, how }`. */
+  results: unknown[];
 }
 
-/** One full install through HostSteps: lock → stage → snapshot → swap → mark → unlock. */
+/** The exchange methods that replace live in one system call (docs/host-layout.md). */
+const ATOMIC_EXCHANGE = /^(mv-exchange|exch|perl-renameat2:(316|276)|python3-renameat2)$/;
+
+/** One full install through HostSteps, in the workflows' order: lock → stage → swap → snapshot → mark → unlock. */
 async function install(steps: HostSteps, workspaceId: string, name: string, version: string): Promise<Installed> {
   const buf = await goodTarball(pluginFiles(name, version));
   const sha = sha256(buf);
   const stamp = newStamp();
   const plugin: PluginRef = { name, stamp };
   const execution = executionName(workspaceId, name, stamp);
-  const results: string[] = [];
+  const files = pluginFiles(name, version);
+  const unpacked = Object.values(files).reduce((n, f) => n + Buffer.byteLength(f), 0);
+  const results: unknown[] = [];
   results.push((await steps.lock(plugin, execution, process.pid, 300)).result);
-  results.push((await steps.stage(plugin, sha, 0, { stream: Readable.from([buf]) })).result);
-  results.push(await steps.snapshot(plugin));
+  results.push((await steps.stage(plugin, sha, 0, { stream: Readable.from([buf]) }, unpacked)).result);
   results.push(await steps.swap(plugin));
+  results.push(await steps.snapshot(plugin));
   results.push(await steps.mark(plugin, { version, sha256: sha, execution, installedAt: new Date().toISOString() }));
   results.push(await steps.unlock(plugin));
   return { stamp, sha, results };
@@ -173,26 +179,48 @@ describe.skipIf(!sshdAvailable)('EIC host, direct to the private IP', () => {
     expect(() => h.resolver(h.workspace('ws-e', 'external'))).toThrow(PluginError);
   });
 
-  it('installs v1 then v2 through lock → stage → snapshot → swap → mark → unlock, as eicuser under sudo -n', async () => {
+  it('installs v1 then v2 through lock → stage → swap → snapshot → mark → unlock, as eicuser under sudo -n', async () => {
     const ws = h.workspace('ws-direct');
     const steps = new HostSteps(h.resolver(ws));
     const pushesBefore = h.counters.pushes;
     const handshakesBefore = h.counters.handshakes;
 
+    // A first install renames staging onto live (nothing displaced, no snapshot); an upgrade
+    // exchanges them in one renameat2 and the displaced v1 becomes the snapshot.
     const v1 = await install(steps, ws.id, 'demo', '1.0.0');
-    expect(v1.results).toEqual(['acquired', 'staged', 'none', 'swapped', 'marked', 'released']);
+    expect(v1.results).toEqual(['acquired', 'staged', { result: 'renamed', how: 'rename' }, 'none', 'marked', 'released']);
     const v2 = await install(steps, ws.id, 'demo', '2.0.0');
-    expect(v2.results).toEqual(['acquired', 'staged', 'moved', 'swapped', 'marked', 'released']);
+    expect(v2.results).toEqual(['acquired', 'staged', { result: 'exchanged', how: expect.stringMatching(ATOMIC_EXCHANGE) }, 'moved', 'marked', 'released']);
 
-    const live = join(h.hostRoot, 'configs/plugins/demo');
+    const root = join(h.hostRoot, 'configs/plugins');
+    const live = join(root, 'demo');
     expect(readFileSync(join(live, 'skills/greet/SKILL.md'), 'utf8')).toBe('greet v2.0.0\n');
     expect(JSON.parse(readFileSync(join(live, '.complete'), 'utf8'))).toMatchObject({ name: 'demo', version: '2.0.0', sha256: v2.sha, stamp: v2.stamp });
+    // Nothing of the installer's own inside the agent's directory but .complete.
+    expect(readdirSync(live).sort()).toEqual(['.complete', 'config', 'plugin.yaml', 'skills']);
     expectOwnedByAgent(live);
-    expect(existsSync(join(h.hostRoot, `configs/plugins/.previous/demo.${v2.stamp}/skills/greet/SKILL.md`))).toBe(true);
+    const snapshot = join(root, `.previous/demo.${v2.stamp}`);
+    expect(readFileSync(join(snapshot, 'skills/greet/SKILL.md'), 'utf8')).toBe('greet v1.0.0\n');
+    expectOwnedByAgent(snapshot);
+    // The root and its management directories are root's (sudo -n), although eicuser connected.
+    const owner = (path: string) => {
+      const st = statSync(path);
+      return { path, uid: st.uid, mode: (st.mode & 0o7777).toString(8) };
+    };
+    expect(owner(root)).toEqual({ path: root, uid: 0, mode: '755' });
+    for (const dir of ['.staging', '.previous', '.failed', '.locks', '.meta']) {
+      expect(owner(join(root, dir))).toEqual({ path: join(root, dir), uid: 0, mode: '700' });
+    }
+    // The marker record list reports from is root's, keyed by live's inode.
+    const { dev, ino } = statSync(live);
+    expect(readFileSync(join(root, `.meta/demo@${dev}-${ino}`), 'utf8').split('\n')).toEqual(expect.arrayContaining([`stamp=${v2.stamp}`, 'version=2.0.0', `sha256=${v2.sha}`]));
+    expect(statSync(join(root, `.meta/demo@${dev}-${ino}`)).uid).toBe(0);
 
     const listed = await steps.list();
-    expect(listed.plugins).toEqual([expect.objectContaining({ name: 'demo', complete: true, stamp: v2.stamp })]);
-    expect(listed.previous).toEqual([expect.objectContaining({ name: 'demo', stamp: v2.stamp })]);
+    expect(listed.plugins).toEqual([
+      { name: 'demo', complete: true, stamp: v2.stamp, marker: { name: 'demo', version: '2.0.0', sha256: v2.sha, stamp: v2.stamp, installedAt: expect.any(String), execution: executionName(ws.id, 'demo', v2.stamp) } },
+    ]);
+    expect(listed.previous).toEqual([{ name: 'demo', stamp: v2.stamp, pinned: false }]);
 
     // Logged in as the non-root user; 13 steps over one reused connection and one pushed key.
     expect(h.sshd.log()).toMatch(/Accepted publickey for eicuser from 127\.0\.0\.1/);
@@ -224,7 +252,30 @@ describe.skipIf(!sshdAvailable)('EIC host, direct to the private IP', () => {
     await steps.lock(a, executionName(ws.id, 'busy', a.stamp), process.pid, 300);
     expect((await failure(steps.lock(b, executionName(ws.id, 'busy', b.stamp), process.pid, 300))).code).toBe('LockBusy');
     expect((await failure(steps.swap(a))).code).toBe('StagingMissing');
+    expect((await failure(steps.snapshot(a))).code).toBe('LiveNotOurs');
     expect(await steps.unlock(a)).toBe('released');
+  });
+
+  it('a sudo that wants a password is HostPermissionDenied; a run as eicuser itself refuses the root-owned layout (UnsafeHostLayout)', async () => {
+    // sudo -n refused: played by first becoming a user who is not in sudoers.
+    const refused = new HostSteps(h.resolverWith({ privilege: 'sudo -n -u nobody sudo -n' })(h.workspace('ws-nosudo')));
+    const a: PluginRef = { name: 'layout', stamp: newStamp() };
+    const denied = await failure(refused.lock(a, executionName('ws-nosudo', 'layout', a.stamp), process.pid, 300));
+    expect(denied.code, denied.message).toBe('HostPermissionDenied');
+    expect(denied.message).toMatch(/sudo refused/);
+    expect(denied.hint).toMatch(/NOPASSWD/);
+    expect(denied.retryable).toBe(false);
+
+    // The plugins root (made by an earlier step under sudo) is root's: the OS user without sudo
+    // must not act on it, and is told why.
+    const steps = new HostSteps(h.resolver(h.workspace('ws-layout')));
+    await steps.lock(a, executionName('ws-layout', 'layout', a.stamp), process.pid, 300);
+    expect(await steps.unlock(a)).toBe('released');
+    const unprivileged = new HostSteps(h.resolverWith({ privilege: '' })(h.workspace('ws-layout')));
+    const unsafe = await failure(unprivileged.lock(a, executionName('ws-layout', 'layout', a.stamp), process.pid, 300));
+    expect(unsafe.code, unsafe.message).toBe('UnsafeHostLayout');
+    expect(unsafe.message).toMatch(/configs\/plugins is owned by another user/);
+    expect(existsSync(join(h.hostRoot, 'configs/plugins/.locks/layout'))).toBe(false);
   });
 
   it('streams a 64 MiB tarball through the channel with bounded memory', async () => {
@@ -247,7 +298,7 @@ describe.skipIf(!sshdAvailable)('EIC host, direct to the private IP', () => {
       }, 20);
       const started = Date.now();
       try {
-        const staged = await steps.stage(plugin, sha, 0, { stream: createReadStream(file, { highWaterMark: 256 * 1024 }) });
+        const staged = await steps.stage(plugin, sha, 0, { stream: createReadStream(file, { highWaterMark: 256 * 1024 }) }, 64 * MiB + MANIFEST.length);
         expect(staged.result).toBe('staged');
       } finally {
         clearInterval(sampler);
@@ -310,7 +361,7 @@ describe.skipIf(!sshdAvailable)('EIC host through an EIC Endpoint tunnel', () =>
     const steps = new HostSteps(h.resolver(ws));
     const tunnelsBefore = h.counters.tunnels;
     const v1 = await install(steps, ws.id, 'tunneled', '1.0.0');
-    expect(v1.results).toEqual(['acquired', 'staged', 'none', 'swapped', 'marked', 'released']);
+    expect(v1.results).toEqual(['acquired', 'staged', { result: 'renamed', how: 'rename' }, 'none', 'marked', 'released']);
     const live = join(h.hostRoot, 'configs/plugins/tunneled');
     expect(readFileSync(join(live, 'skills/greet/SKILL.md'), 'utf8')).toBe('greet v1.0.0\n');
     expectOwnedByAgent(live);
@@ -448,14 +499,41 @@ describe.skipIf(!sshdAvailable)('EIC host failures', () => {
     await steps.lock(plugin, executionName(ws.id, 'slow', plugin.stamp), process.pid, 300);
     const never = new PassThrough();
     never.write(randomBytes(1024));
-    const started = Date.now();
     const error = await failure(steps.stage(plugin, 'a'.repeat(64), 0, { stream: never }));
+    // HostTimeout (not the harness's test timeout) is the step deadline firing.
     expect(error.code).toBe('HostTimeout');
     expect(error.retryable).toBe(true);
-    expect(Date.now() - started).toBeLessThan(5_000);
     expect(never.destroyed).toBe(true);
     // A fresh connection serves the next step.
     expect(await steps.unlock(plugin)).toBe('released');
+  });
+
+  it('a stdin stream that fails while the connection is still being made is TransferCorrupted at once, with no unhandled error', async () => {
+    // A fresh connection per step, and a slow key push: the stream breaks off before the channel opens.
+    const steps = new HostSteps(h.resolverWith({ idleTimeoutMs: 0, stepTimeoutMs: 20_000 })(h.workspace('ws-early-drop')));
+    const buf = await goodTarball(pluginFiles('early', '1.0.0'));
+    const plugin: PluginRef = { name: 'early', stamp: newStamp() };
+    await steps.lock(plugin, executionName('ws-early-drop', 'early', plugin.stamp), process.pid, 300);
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown): void => void uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    try {
+      const source = new Readable({ read() {} });
+      source.push(buf.subarray(0, buf.length >> 1));
+      h.eicApi.delayNextResponse(600);
+      setTimeout(() => source.destroy(new Error('download broke off')), 50);
+      const error = await failure(steps.stage(plugin, sha256(buf), 0, { stream: source }));
+      // TransferCorrupted, not HostTimeout: the step ended on the short stream, not at its 20 s deadline.
+      expect(error.code, error.message).toBe('TransferCorrupted');
+      expect(error.retryable).toBe(true);
+      expect(source.destroyed).toBe(true);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+    expect(uncaught).toEqual([]);
+    expect(await partialExists(join(h.hostRoot, 'configs/plugins'), 'early', plugin.stamp)).toBe(false);
+    expect((await steps.stage(plugin, sha256(buf), 0, { stream: Readable.from([buf]) })).result).toBe('staged');
+    expect(await steps.rollback(plugin)).toEqual({ live: 'absent', changed: false, actions: ['removed-staging'], lock: 'released' });
   });
 
   it('turns an sshd session killed mid-stage into a retryable error, and the retry succeeds', async () => {
@@ -488,11 +566,10 @@ describe.skipIf(!sshdAvailable)('EIC host failures', () => {
 
   it('maps a handshake that never completes to HostUnreachable within connectTimeoutMs', async () => {
     const steps = new HostSteps(h.resolverWith({ port: blackholePort, connectTimeoutMs: 500 })(h.workspace('ws-blackhole')));
-    const started = Date.now();
     const error = await failure(steps.list());
     expect(error.code).toBe('HostUnreachable');
+    // The adapter's own connect deadline fired (its message names it), not the step's.
     expect(error.message).toMatch(/timed out after 500 ms/);
-    expect(Date.now() - started).toBeLessThan(3_000);
   });
 
   it('maps SendSSHPublicKey refusals: unknown instance and bad credentials are HostStepFailed, throttling is HostUnreachable', async () => {

@@ -47,7 +47,12 @@ const KNOWN: Record<number, (dir: string) => Promise<void>> = {
     const root = join(dir, 'configs/plugins');
     await entry(root, 'p', 500);
     for (const d of [-20, -15, -10]) await entry(root, `.previous/p.${DAY(d)}`, 6000);
-    await entry(root, `.previous/p.${DAY(-12, 'pinn')}`, 6000, { '.pinned': '' });
+    // Pinned by the root-owned .meta/<name>.<stamp>.pin ...
+    await entry(root, `.previous/p.${DAY(-12, 'pinn')}`, 6000);
+    await mkdir(join(root, '.meta'), { recursive: true, mode: 0o700 });
+    await writeFile(join(root, '.meta', `p.${DAY(-12, 'pinn')}.pin`), '');
+    // ... not by a .pinned file inside the snapshot (an older layout; the agent can write there).
+    await entry(root, `.previous/p.${DAY(-11, 'lgcy')}`, 6000, { '.pinned': '' });
     await entry(root, `.previous/p.${DAY(-1)}`, 6000);
     await entry(root, `.staging/q.${DAY(-1)}.partial`, 2000);
     await entry(root, `.failed/q.${DAY(-9)}`, 3000);
@@ -190,6 +195,8 @@ describe('fleet sweep over SSM Run Command', () => {
       expect(existsSync(join(i0, 'p', 'data'))).toBe(true);
       expect(existsSync(join(i0, '.previous', `p.${DAY(-20)}`))).toBe(false);
       expect(existsSync(join(i0, '.previous', `p.${DAY(-12, 'pinn')}`))).toBe(true);
+      expect(existsSync(join(i0, '.meta', `p.${DAY(-12, 'pinn')}.pin`))).toBe(true);
+      expect(existsSync(join(i0, '.previous', `p.${DAY(-11, 'lgcy')}`))).toBe(false);
       expect(existsSync(join(i0, '.previous', `p.${DAY(-1)}`))).toBe(true);
       expect(existsSync(join(i0, '.locks', 'q'))).toBe(false);
       expect(existsSync(join(fleet.dir, 'stray/configs/plugins/.previous', `s.${DAY(-30)}`))).toBe(true);

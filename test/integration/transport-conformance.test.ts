@@ -1,12 +1,14 @@
 /**
  * One conformance suite, run unchanged against every RemoteHost adapter — local (sh), EIC (real
  * OpenSSH sshd after SendSSHPublicKey to the EIC API stand-in), SSM (the SSM API stand-in running
- * the command) — through HostSteps: every host operation, the faults (non-zero exit, the byte
- * stream dropped mid-stage, step timeout, step repeated after success), hostile names, and the
- * invariant that live is absent or one whole version.
+ * the command) — through HostSteps: every host operation in the workflows' order (lock → stage →
+ * swap → snapshot → mark → unlock), the faults (non-zero exit, the byte stream dropped mid-stage,
+ * step timeout, step repeated after success), hostile names, the root-owned records under `.meta/`
+ * (docs/host-layout.md), and the invariant that live is absent or one whole version. One fault
+ * gets one code on every transport: the suite asserts the exact code.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -117,6 +119,8 @@ const TRANSPORTS: [string, () => Promise<Transport>][] = [
 ];
 
 const NAME = 'conformance';
+/** The exchange methods that replace live in one system call (docs/host-layout.md); never `two-renames` on this machine. */
+const ATOMIC_EXCHANGE = /^(mv-exchange|exch|perl-renameat2:(316|276)|python3-renameat2)$/;
 const V1 = { 'plugin.yaml': `name: ${NAME}\nversion: 1.0.0\n`, 'skills/a.md': 'v1 a\n', 'skills/b.md': 'v1 b\n' };
 const V2 = { 'plugin.yaml': `name: ${NAME}\nversion: 2.0.0\n`, 'skills/a.md': 'v2 a\n', 'skills/c/d.md': 'v2 d\n' };
 
@@ -142,6 +146,15 @@ function withInterruptRetry(target: HostTarget): HostTarget {
   };
 }
 
+/** Waits until `predicate` holds (polling), or fails after `ms`. */
+async function until(predicate: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
     await p;
@@ -159,16 +172,28 @@ describe.each(TRANSPORTS)('RemoteHost conformance: %s', (_name, start) => {
   let tar2: Buffer;
   const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
   const live = () => judgeLive(readTree(join(t.root, NAME)), { '1.0.0': V1, '2.0.0': V2 });
+  /** Live holds the version's files and `.complete`, nothing else (no metadata of ours inside it). */
+  const liveEntries = () => Object.keys(readTree(join(t.root, NAME)) ?? {}).sort();
+  const entriesOf = (files: Record<string, string>) => [...Object.keys(files), '.complete'].sort();
+  const unpacked = (files: Record<string, string>) => Object.values(files).reduce((n, f) => n + Buffer.byteLength(f), 0);
+  const inode = (path: string) => {
+    const st = statSync(path);
+    return `${st.dev}-${st.ino}`;
+  };
+  const meta = (entry: string) => readFileSync(join(t.root, '.meta', entry), 'utf8');
+  const exchangeMethod = () => /^method=(.*)$/m.exec(meta('exchange'))?.[1];
 
-  async function install(tarball: Buffer, version: string, stamp = newStamp()) {
+  /** One install in the workflows' order: lock → stage → swap → snapshot → mark → unlock. */
+  async function install(tarball: Buffer, files: Record<string, string>, version: string, stamp = newStamp()) {
     const ref = { name: NAME, stamp };
-    await steps.lock(ref, 'conformance', 0, 600);
-    await steps.stage(ref, sha(tarball), 0, t.body(tarball));
-    await steps.snapshot(ref);
-    await steps.swap(ref);
-    await steps.mark(ref, { version, sha256: sha(tarball), execution: 'conf-exec', installedAt: new Date().toISOString() });
-    await steps.unlock(ref);
-    return ref;
+    const results: unknown[] = [];
+    results.push((await steps.lock(ref, 'conformance', 0, 600)).result);
+    results.push((await steps.stage(ref, sha(tarball), 0, t.body(tarball), unpacked(files))).result);
+    results.push(await steps.swap(ref));
+    results.push(await steps.snapshot(ref));
+    results.push(await steps.mark(ref, { version, sha256: sha(tarball), execution: 'conf-exec', installedAt: new Date().toISOString() }));
+    results.push(await steps.unlock(ref));
+    return { ref, results };
   }
 
   beforeAll(async () => {
@@ -179,31 +204,69 @@ describe.each(TRANSPORTS)('RemoteHost conformance: %s', (_name, start) => {
   }, 60_000);
   afterAll(async () => t?.stop());
 
-  it('runs every operation: lock, stage, snapshot, swap, mark, unlock, list, restore, uninstall, rollback, sweep', async () => {
-    await install(tar1, '1.0.0');
+  it('runs every operation: lock, stage, swap, snapshot, mark, unlock, list, restore, uninstall, rollback, sweep', async () => {
+    // A first install renames staging onto live; nothing was displaced, so there is no snapshot.
+    const one = await install(tar1, V1, '1.0.0');
+    expect(one.results).toEqual(['acquired', 'staged', { result: 'renamed', how: 'rename' }, 'none', 'marked', 'released']);
     expect(live()).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
-    await install(tar2, '2.0.0');
+    expect(liveEntries()).toEqual(entriesOf(V1));
+    // The plugins root and its management directories belong to the user running the script
+    // (root on every transport here: sudo -n over EIC, the SSM agent), writable by nobody else;
+    // the plugin's files belong to the agent.
+    const mode = (path: string) => {
+      const st = statSync(path);
+      return { path, uid: st.uid, mode: (st.mode & 0o7777).toString(8) };
+    };
+    expect(mode(t.root)).toEqual({ path: t.root, uid: 0, mode: '755' });
+    for (const dir of ['.staging', '.previous', '.failed', '.locks', '.meta']) {
+      expect(mode(join(t.root, dir))).toEqual({ path: join(t.root, dir), uid: 0, mode: '700' });
+    }
+    expect(statSync(join(t.root, NAME, 'skills/a.md')).uid).toBe(t.target.ownerSpec === '-' ? process.getuid!() : 1000);
+    const v1Inode = inode(join(t.root, NAME));
+    // What the operation staged is recorded by inode, and the marker record is keyed by it.
+    expect(meta(`${NAME}.${one.ref.stamp}`)).toMatch(new RegExp(`^staged=${v1Inode}$`, 'm'));
+    expect(meta(`${NAME}@${v1Inode}`)).toMatch(new RegExp(`^stamp=${one.ref.stamp}$`, 'm'));
+
+    // An upgrade exchanges staging and live in one system call; the displaced v1 becomes the snapshot.
+    const two = await install(tar2, V2, '2.0.0');
+    expect(two.results).toEqual(['acquired', 'staged', { result: 'exchanged', how: expect.stringMatching(ATOMIC_EXCHANGE) }, 'moved', 'marked', 'released']);
+    expect((two.results[2] as { how: string }).how).toBe(exchangeMethod());
     expect(live()).toMatchObject({ state: 'whole', version: '2.0.0', markedVersion: '2.0.0' });
+    expect(liveEntries()).toEqual(entriesOf(V2));
+    expect(inode(join(t.root, '.previous', `${NAME}.${two.ref.stamp}`))).toBe(v1Inode);
+    expect(judgeLive(readTree(join(t.root, '.previous', `${NAME}.${two.ref.stamp}`)), { '1.0.0': V1 })).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
+    expect(readdirSync(join(t.root, '.staging')).filter((e) => e.startsWith(`${NAME}.`))).toEqual([]);
 
     const listed = await steps.list();
-    expect(listed.plugins).toMatchObject([{ name: NAME, complete: true, marker: { version: '2.0.0', sha256: sha(tar2) } }]);
-    expect(listed.previous.filter((p) => p.name === NAME)).toHaveLength(1);
+    expect(listed.plugins).toEqual([
+      { name: NAME, complete: true, stamp: two.ref.stamp, marker: { name: NAME, version: '2.0.0', sha256: sha(tar2), stamp: two.ref.stamp, installedAt: expect.any(String), execution: 'conf-exec' } },
+    ]);
+    expect(listed.previous.filter((p) => p.name === NAME)).toEqual([{ name: NAME, stamp: two.ref.stamp, pinned: false }]);
 
+    // A rollback workflow: restore stages the newest snapshot, swap + snapshot finish as for an install.
     const r = { name: NAME, stamp: newStamp() };
     await steps.lock(r, 'conformance', 0, 600);
-    expect((await steps.restore(r)).from).toBeDefined();
-    await steps.snapshot(r);
-    await steps.swap(r);
-    await steps.unlock(r);
-    expect(live()).toMatchObject({ state: 'whole', version: '1.0.0' });
+    expect(await steps.restore(r)).toEqual({ result: 'staged', from: two.ref.stamp });
+    expect(await steps.restore(r)).toEqual({ result: 'already', from: two.ref.stamp });
+    expect(await steps.swap(r)).toEqual({ result: 'exchanged', how: exchangeMethod() });
+    expect(await steps.snapshot(r)).toBe('moved');
+    expect(await steps.unlock(r)).toBe('released');
+    expect(live()).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
+    expect(inode(join(t.root, NAME))).toBe(v1Inode);
+    expect(meta(`${NAME}.${r.stamp}`)).toMatch(new RegExp(`^from=${two.ref.stamp}$`, 'm'));
+    // The restored directory carries its own marker record: list reports v1 again.
+    expect((await steps.list()).plugins).toMatchObject([{ name: NAME, complete: true, stamp: one.ref.stamp, marker: { version: '1.0.0', sha256: sha(tar1) } }]);
+    expect((await steps.list()).previous.filter((p) => p.name === NAME)).toEqual([{ name: NAME, stamp: r.stamp, pinned: false }]);
 
     const u = { name: NAME, stamp: newStamp() };
     await steps.lock(u, 'conformance', 0, 600);
     expect(await steps.uninstall(u)).toBe('moved');
+    expect(await steps.uninstall(u)).toBe('already');
     expect(live().state).toBe('absent');
     // The catch branch's undo puts it back.
-    expect(await steps.rollback(u)).toMatchObject({ live: 'restored', lock: 'released' });
-    expect(live()).toMatchObject({ state: 'whole', version: '1.0.0' });
+    expect(await steps.rollback(u)).toEqual({ live: 'restored', changed: true, actions: ['restored-previous'], lock: 'released' });
+    expect(live()).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
+    expect(inode(join(t.root, NAME))).toBe(v1Inode);
 
     const sweep = await steps.sweep({ previousBefore: '29991231T000000Z', keepNewest: 0, stagingBefore: '29991231T000000Z', failedBefore: '29991231T000000Z', nowEpochSeconds: Math.floor(Date.now() / 1000), dryRun: true });
     expect(sweep.dryRun).toBe(true);
@@ -211,26 +274,38 @@ describe.each(TRANSPORTS)('RemoteHost conformance: %s', (_name, start) => {
     expect(live()).toMatchObject({ state: 'whole', version: '1.0.0' });
   });
 
-  it('reports non-zero exits as typed errors: busy lock, fencing, missing staging, wrong checksum', async () => {
+  it('reports non-zero exits as typed errors: busy lock, fencing, missing staging, wrong checksum, live not ours', async () => {
     const a = { name: NAME, stamp: newStamp() };
     await steps.lock(a, 'holder', 0, 600);
     expect(await codeOf(steps.lock({ name: NAME, stamp: newStamp() }, 'other', 0, 600))).toBe('LockBusy');
     expect(await codeOf(steps.snapshot({ name: NAME, stamp: newStamp() }))).toBe('LockLost');
     expect(await codeOf(steps.swap(a))).toBe('StagingMissing');
     expect(await codeOf(steps.stage(a, '0'.repeat(64), 0, t.body(tar2)))).toBe('TransferCorrupted');
-    expect(await steps.rollback(a)).toMatchObject({ lock: 'released' });
+    // A failed stage removes what it wrote.
+    expect(readdirSync(join(t.root, '.staging')).filter((e) => e.startsWith(`${NAME}.${a.stamp}`))).toEqual([]);
+    expect(await steps.stage(a, sha(tar2), 0, t.body(tar2))).toMatchObject({ result: 'staged' });
+    // Snapshot and mark act only on a live copy this stamp placed: not before the swap.
+    expect(await codeOf(steps.snapshot(a))).toBe('LiveNotOurs');
+    expect(await codeOf(steps.mark(a, { version: '2.0.0', sha256: sha(tar2), execution: 'conf-exec', installedAt: new Date().toISOString() }))).toBe('LiveNotOurs');
+    // The undo removes our staging and our lease, and leaves live alone.
+    expect(await steps.rollback(a)).toEqual({ live: 'untouched', changed: false, actions: ['removed-staging'], lock: 'released' });
+    expect(existsSync(join(t.root, '.staging', `${NAME}.${a.stamp}`))).toBe(false);
     expect(live()).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
   });
 
   it('a byte stream dropped mid-stage fails the step, stages nothing, and a retry succeeds', async () => {
     const a = { name: NAME, stamp: newStamp() };
     await steps.lock(a, 'conformance', 0, 600);
+    // A stdin stream that breaks off (local, EIC) and a download cut off (SSM: curl exit 18) are
+    // one fault with one code on every transport: TransferCorrupted, which the workflows retry.
     const code = await codeOf(steps.stage(a, sha(tar2), 0, t.dropping(tar2)));
-    expect(['TransferCorrupted', 'FetchFailed', 'ExtractFailed', 'HostStepInterrupted']).toContain(code);
-    expect(existsSync(join(t.root, '.staging', `${NAME}.${a.stamp}`))).toBe(false);
+    expect(code).toBe('TransferCorrupted');
+    // Nothing staged and nothing left of the attempt.
+    expect(readdirSync(join(t.root, '.staging')).filter((e) => e.startsWith(`${NAME}.${a.stamp}`))).toEqual([]);
+    expect(existsSync(join(t.root, '.meta', `${NAME}.${a.stamp}`))).toBe(false);
     expect(await steps.stage(a, sha(tar2), 0, t.body(tar2))).toMatchObject({ result: 'staged' });
-    await steps.rollback(a);
-    expect(live()).toMatchObject({ state: 'whole', version: '1.0.0' });
+    expect(await steps.rollback(a)).toEqual({ live: 'untouched', changed: false, actions: ['removed-staging'], lock: 'released' });
+    expect(live()).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
   });
 
   it('a step that exceeds its timeout fails with HostTimeout and live stays whole', async () => {
@@ -238,8 +313,11 @@ describe.each(TRANSPORTS)('RemoteHost conformance: %s', (_name, start) => {
     await steps.lock(a, 'conformance', 0, 600);
     const quick = new HostSteps(t.target, 1_500);
     expect(await codeOf(quick.stage(a, sha(tar2), 0, t.stalling()))).toBe('HostTimeout');
-    await steps.rollback(a);
-    expect(live()).toMatchObject({ state: 'whole', version: '1.0.0' });
+    expect(await steps.rollback(a)).toMatchObject({ live: 'untouched', changed: false, lock: 'released' });
+    // The killed attempt may still be winding down on the host (its stdin closed): it cleans up
+    // after itself, and nothing of it stays.
+    await until(() => readdirSync(join(t.root, '.staging')).every((e) => !e.startsWith(`${NAME}.${a.stamp}`)), 15_000, 'the timed-out stage to leave nothing in .staging');
+    expect(live()).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
   }, 30_000);
 
   it('every operation repeated after it succeeded succeeds again without redoing it', async () => {
@@ -248,16 +326,20 @@ describe.each(TRANSPORTS)('RemoteHost conformance: %s', (_name, start) => {
     expect((await steps.lock(a, 'conformance', 0, 600)).result).toBe('held');
     expect((await steps.stage(a, sha(tar2), 0, t.body(tar2))).result).toBe('staged');
     expect((await steps.stage(a, sha(tar2), 0, t.body(tar2))).result).toBe('already-staged');
+    expect(await steps.swap(a)).toEqual({ result: 'exchanged', how: exchangeMethod() });
+    expect(await steps.swap(a)).toEqual({ result: 'already' });
+    // A stage retried after the swap finds its directory live.
+    expect((await steps.stage(a, sha(tar2), 0, t.body(tar2))).result).toBe('already-live');
     expect(await steps.snapshot(a)).toBe('moved');
     expect(await steps.snapshot(a)).toBe('already');
-    expect(await steps.swap(a)).toBe('swapped');
-    expect(await steps.swap(a)).toBe('already');
     const marker = { version: '2.0.0', sha256: sha(tar2), execution: 'conf-exec', installedAt: new Date().toISOString() };
     expect(await steps.mark(a, marker)).toBe('marked');
     expect(await steps.mark(a, marker)).toBe('already');
     expect(await steps.unlock(a)).toBe('released');
     expect(await steps.unlock(a)).toBe('not-held');
     expect(live()).toMatchObject({ state: 'whole', version: '2.0.0', markedVersion: '2.0.0' });
+    expect(liveEntries()).toEqual(entriesOf(V2));
+    expect((await steps.list()).plugins).toMatchObject([{ name: NAME, complete: true, stamp: a.stamp, marker: { version: '2.0.0', stamp: a.stamp } }]);
   });
 
   it('refuses hostile names: in TypeScript before the transport, and in the script when sent raw', async () => {

@@ -25,8 +25,8 @@ function thrown(fn: () => unknown): PluginError {
 const script = readFileSync(HOST_SCRIPT_PATH, 'utf8');
 /** EX_NAME → number, as the script defines them. */
 const EX = Object.fromEntries([...script.matchAll(/^(EX_[A-Z_]+)=(\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
-/** Every `fail "$EX_…" Code` in the script. */
-const FAILS = [...script.matchAll(/fail "\$(EX_[A-Z_]+)" ([A-Za-z]+)/g)].map((m) => ({ ex: m[1]!, code: m[2]! }));
+/** Every `fail "$EX_…" Code` and `stage_failed "$EX_…" Code` (a fail after cleaning up) in the script. */
+const FAILS = [...script.matchAll(/(?:^|[\s;|&{(])(?:stage_)?fail(?:ed)? "\$(EX_[A-Z_]+)" ([A-Za-z]+)/gm)].map((m) => ({ ex: m[1]!, code: m[2]! }));
 
 describe('the exit-code table matches the script', () => {
   it('defines the same exit codes as the script', () => {
@@ -39,10 +39,26 @@ describe('the exit-code table matches the script', () => {
     for (const { ex, code } of FAILS) {
       expect(isErrorCode(code), `${code} is not an ErrorCode`).toBe(true);
       expect(EX[ex], `${ex} is not defined`).toBeDefined();
-      // RollbackFailed is reported with the generic I/O exit status; the result line carries it.
-      if (code === 'RollbackFailed') expect(ex).toBe('EX_IO');
-      else expect(HOST_EXIT_CODES[EX[ex]!], `${ex} ${code}`).toBe(code);
+      expect(HOST_EXIT_CODES[EX[ex]!], `${ex} ${code}`).toBe(code);
     }
+  });
+
+  it('every exit code the script defines is reported by some failure path', () => {
+    const used = new Set(FAILS.map((f) => f.ex));
+    for (const ex of Object.keys(EX)) expect(used.has(ex), `${ex} is never reported`).toBe(true);
+    // The classifier of failed file operations reports the disk, permission and I/O classes.
+    const ioFail = /^io_fail\(\) \{\n([\s\S]*?)^\}/m.exec(script)?.[1] ?? '';
+    expect([...ioFail.matchAll(/fail "\$(EX_[A-Z_]+)" ([A-Za-z]+)/g)].map((m) => m[2])).toEqual(['HostDiskFull', 'HostDiskFull', 'HostPermissionDenied', 'HostIoError']);
+  });
+
+  it('gives each new fault its own code: tools, disk, permissions, unsafe layout, rollback', () => {
+    expect(HOST_EXIT_CODES[EX.EX_NO_DOWNLOADER!]).toBe('HostToolMissing');
+    expect(HOST_EXIT_CODES[EX.EX_TOOL_MISSING!]).toBe('HostToolMissing');
+    expect(HOST_EXIT_CODES[EX.EX_DISK_FULL!]).toBe('HostDiskFull');
+    expect(HOST_EXIT_CODES[EX.EX_PERMISSION!]).toBe('HostPermissionDenied');
+    expect(HOST_EXIT_CODES[EX.EX_UNSAFE_LAYOUT!]).toBe('UnsafeHostLayout');
+    expect(HOST_EXIT_CODES[EX.EX_ROLLBACK!]).toBe('RollbackFailed');
+    expect(EX).toMatchObject({ EX_NO_DOWNLOADER: 22, EX_DISK_FULL: 23, EX_PERMISSION: 24, EX_TOOL_MISSING: 25, EX_UNSAFE_LAYOUT: 26, EX_ROLLBACK: 27 });
   });
 });
 
@@ -60,7 +76,14 @@ describe('interpretHostResult', () => {
     expect(e.hint).toMatch(/retry/);
   });
 
-  it('the line wins over the exit status (RollbackFailed is reported with the I/O exit code)', () => {
+  it('the line wins over the exit status', () => {
+    // RollbackFailed has its own exit status (27) ...
+    const own = thrown(() =>
+      interpretHostResult('rollback', raw({ exitCode: EX.EX_ROLLBACK!, stdout: '{"ok":false,"op":"rollback","code":"RollbackFailed","message":"cannot move x"}' })),
+    );
+    expect(own).toMatchObject({ code: 'RollbackFailed', message: 'cannot move x' });
+    expect(own.category).toBe('operator');
+    // ... but whatever status came with it, the code on the result line is the one reported.
     const e = thrown(() =>
       interpretHostResult('rollback', raw({ exitCode: EX.EX_IO!, stdout: '{"ok":false,"op":"rollback","code":"RollbackFailed","message":"cannot move x"}' })),
     );

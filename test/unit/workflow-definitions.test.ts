@@ -129,11 +129,24 @@ describe.each(WORKFLOWS.map((w) => [w] as const))('%s.asl.json', (workflow) => {
     }
   });
 
-  it('every Catch is a single States.ALL catcher', () => {
+  it('every Catch ends with a single States.ALL catcher (a narrower one may come first)', () => {
     for (const [name, s] of states) {
       if (!s.Catch) continue;
-      expect(s.Catch.map((c) => c.ErrorEquals), name).toEqual([['States.ALL']]);
+      expect(s.Catch.at(-1)?.ErrorEquals, name).toEqual(['States.ALL']);
+      for (const c of s.Catch.slice(0, -1)) expect(c.ErrorEquals, name).not.toContain('States.ALL');
     }
+  });
+
+  it('a failure before live is touched goes to CleanUp (a plain failure, never RollbackFailed); after, to RollBack', () => {
+    const before = new Set(['AcquireLock', 'StageOnHost', 'StageSnapshot']);
+    const after = new Set(['SwapIntoPlace', 'SnapshotLive', 'RemoveLive']);
+    for (const [name, s] of states) {
+      if (before.has(name)) expect(s.Catch?.at(-1)?.Next, name).toBe('CleanUp');
+      if (after.has(name)) expect(s.Catch?.at(-1)?.Next, name).toBe('RollBack');
+    }
+    expect(reachable(def, 'CleanUp')).not.toContain('RollbackFailed');
+    expect(def.States.CleanUp?.Catch?.[0]?.Next).not.toBe('NotifyRollbackFailed');
+    expect(reachable(def, 'RollBack')).toContain('RollbackFailed');
   });
 
   it('every failure of a Lambda Task ends in a Fail state (a failed lock release is not a failure)', () => {
@@ -173,16 +186,19 @@ describe('install.asl.json', () => {
   it('runs the steps in the designed order on success', () => {
     const path: string[] = [];
     for (let n: string | undefined = def.StartAt; n; n = def.States[n]?.Next) path.push(n);
-    expect(path).toEqual(['Prepare', 'AcquireLock', 'StageOnHost', 'SnapshotLive', 'SwapIntoPlace', 'WriteMarker', 'ReleaseLock', 'NotifyInstalled', 'Installed']);
+    expect(path).toEqual(['Prepare', 'AcquireLock', 'StageOnHost', 'SwapIntoPlace', 'SnapshotLive', 'WriteMarker', 'ReleaseLock', 'NotifyInstalled', 'Installed']);
     expect(def.States.Installed?.Type).toBe('Succeed');
   });
 
-  it('rolls back any failure between the lock and the marker; a marker failure is not rolled back', () => {
+  it('cleans up before the swap, rolls back after it; a marker failure is not rolled back', () => {
     expect(def.States.Prepare?.Catch?.[0]?.Next).toBe('NotifyInstallFailed');
-    for (const n of ['AcquireLock', 'StageOnHost', 'SnapshotLive', 'SwapIntoPlace']) expect(def.States[n]?.Catch?.[0]?.Next, n).toBe('RollBack');
+    for (const n of ['AcquireLock', 'StageOnHost']) expect(def.States[n]?.Catch?.[0]?.Next, n).toBe('CleanUp');
+    for (const n of ['SwapIntoPlace', 'SnapshotLive']) expect(def.States[n]?.Catch?.[0]?.Next, n).toBe('RollBack');
     expect(reachable(def, def.States.WriteMarker!.Catch![0]!.Next)).not.toContain('RollBack');
     expect(reachable(def, def.States.WriteMarker!.Catch![0]!.Next)).toContain('MarkerWriteFailed');
-    expect(def.States.RollBack?.Next).toBe('NotifyInstallFailed');
+    expect(def.States.CleanUp?.Next).toBe('NotifyInstallFailed');
+    expect(def.States.CleanUp?.Catch?.[0]?.Next).toBe('NotifyInstallFailed');
+    expect(def.States.RollBack?.Next).toBe('NotifyRolledBack');
     expect(def.States.RollBack?.Catch?.[0]?.Next).toBe('NotifyRollbackFailed');
   });
 });

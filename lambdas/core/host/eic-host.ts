@@ -163,6 +163,27 @@ export class EicHost implements RemoteHost {
   }
 
   async run(invocation: HostInvocation): Promise<HostRawResult> {
+    const source = invocation.stdin;
+    // Until the channel is open nothing consumes the caller's stream: an error it emits meanwhile
+    // (a download that broke off) must not become an unhandled 'error' event. #drive finds the
+    // stream destroyed and gives the script EOF at once (a short stream: TransferCorrupted).
+    const early = (): void => undefined;
+    source?.on('error', early);
+    try {
+      return await this.#run(invocation);
+    } catch (error) {
+      if (source) {
+        // The step never got to read it: do not leave the caller's stream open and paused.
+        source.on('error', () => undefined);
+        if (!source.destroyed) source.destroy();
+      }
+      throw error;
+    } finally {
+      source?.off('error', early);
+    }
+  }
+
+  async #run(invocation: HostInvocation): Promise<HostRawResult> {
     const command = hostCommandLine(invocation, { privilege: this.#privilege });
     const timeoutMs = invocation.timeoutMs ?? this.#stepTimeoutMs;
     let { conn, reused } = await this.#acquire(false);
@@ -527,7 +548,11 @@ export class EicHost implements RemoteHost {
         // the step reports TransferCorrupted (retried).
         if (!settled) channel.end();
       }
-      if (source) {
+      if (source && source.destroyed && !source.readableEnded) {
+        // The stream failed (or was destroyed) while the connection was being made: EOF now,
+        // as when it fails mid-transfer, instead of waiting for an end that never comes.
+        channel.end();
+      } else if (source) {
         source.on('error', onSourceError);
         // pipe() honours channel.write()'s backpressure (the SSH window) and ends the channel's
         // stdin (EOF) when the source ends.

@@ -22,7 +22,12 @@ export const HOST_EXIT_CODES: Record<number, ErrorCode> = {
   19: 'LiveNotOurs',
   20: 'FetchFailed',
   21: 'HostIoError',
-  22: 'FetchFailed',
+  22: 'HostToolMissing',
+  23: 'HostDiskFull',
+  24: 'HostPermissionDenied',
+  25: 'HostToolMissing',
+  26: 'UnsafeHostLayout',
+  27: 'RollbackFailed',
 };
 
 const HINTS: Partial<Record<ErrorCode, string>> = {
@@ -34,7 +39,15 @@ const HINTS: Partial<Record<ErrorCode, string>> = {
   NothingToRestore: 'there is no earlier snapshot of this plugin; install the version you want instead',
   FetchFailed: 'the host could not download the tarball; check its network path to the artifact store',
   HostIoError: 'check disk space and permissions under the plugins root on the host',
+  HostDiskFull: 'free space on the host (old snapshots: `pluginctl sweep`), then retry; live is as it was',
+  HostPermissionDenied: 'the step could not write on the host: check that the filesystem is mounted read-write and that the connecting user may run `sudo -n` (EIC) or that the SSM agent runs as root',
+  HostToolMissing: 'install the named package on the host (the image needs coreutils, util-linux, tar, gzip, findutils), then retry',
+  UnsafeHostLayout: 'the plugins root or one of its management directories is a link or owned by another user; fix it as the message says, then retry',
+  RollbackFailed: 'inspect the plugins root on the host (live, .staging, .previous, .failed) and finish the rollback by hand',
 };
+
+/** sudo refusing to run the step (EIC's non-root user without passwordless sudo). */
+const SUDO_REFUSED = /^sudo: (a password is required|a terminal is required|.*is not in the sudoers file|.*not allowed to execute|sorry, you must have a tty)/m;
 
 export type HostResult = Record<string, unknown> & { ok: true; op: HostOp };
 
@@ -65,6 +78,13 @@ export function interpretHostResult(op: HostOp, raw: HostRawResult): HostResult 
     );
   }
   const tail = raw.stderr.trim().split('\n').slice(-3).join(' | ').slice(0, 400);
+  if (!line && SUDO_REFUSED.test(raw.stderr)) {
+    throw new PluginError(
+      'HostPermissionDenied',
+      `host step ${op} could not start: sudo refused (${tail})`,
+      'give the EIC user passwordless sudo for sh (e.g. a sudoers.d entry with NOPASSWD), or connect as root',
+    );
+  }
   if (line?.ok === false) {
     const code = isErrorCode(line.code) ? line.code : (HOST_EXIT_CODES[raw.exitCode] ?? 'HostStepFailed');
     const message = typeof line.message === 'string' ? line.message : `host step ${op} failed`;

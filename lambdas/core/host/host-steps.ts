@@ -24,7 +24,10 @@ export interface ListedPlugin {
   name: string;
   complete: boolean;
   stamp: string;
-  /** Parsed `.complete`, when present and readable. */
+  /**
+   * What the installer recorded when it marked this directory (root-owned, under `.meta/`:
+   * never read from the agent-writable `.complete`). Absent for a directory it never marked.
+   */
   marker?: { name?: string; version?: string; sha256?: string; stamp?: string; installedAt?: string; execution?: string };
 }
 
@@ -82,9 +85,12 @@ export class HostSteps {
     return String((await this.call('unlock', ref(plugin))).result);
   }
 
-  /** Streams the tarball on stdin, or lets the host fetch it from `url` (SSM). */
-  async stage(plugin: PluginRef, sha256: string, stripComponents: 0 | 1, body: { stream: Readable } | { url: string }): Promise<{ result: string; files?: number }> {
-    const args = [...ref(plugin), assertSha256(sha256), this.target.ownerSpec, String(stripComponents)];
+  /**
+   * Streams the tarball on stdin, or lets the host fetch it from `url` (SSM). `unpackedBytes`
+   * lets the host refuse a full disk (HostDiskFull) before it writes anything.
+   */
+  async stage(plugin: PluginRef, sha256: string, stripComponents: 0 | 1, body: { stream: Readable } | { url: string }, unpackedBytes = 0): Promise<{ result: string; files?: number }> {
+    const args = [...ref(plugin), assertSha256(sha256), this.target.ownerSpec, String(stripComponents), String(Math.max(0, Math.trunc(unpackedBytes)))];
     const r = 'url' in body ? await this.call('stage', [...args, body.url]) : await this.call('stage', args, body.stream);
     return { result: String(r.result), files: typeof r.files === 'number' ? r.files : undefined };
   }
@@ -93,8 +99,10 @@ export class HostSteps {
     return String((await this.call('snapshot', ref(plugin))).result);
   }
 
-  async swap(plugin: PluginRef): Promise<string> {
-    return String((await this.call('swap', ref(plugin))).result);
+  /** `how`: the way live was replaced (`rename` for a first install, the exchange method, or `two-renames`). */
+  async swap(plugin: PluginRef): Promise<{ result: string; how?: string }> {
+    const r = await this.call('swap', ref(plugin));
+    return { result: String(r.result), how: typeof r.how === 'string' ? r.how : undefined };
   }
 
   async mark(plugin: PluginRef, marker: MarkerFields): Promise<string> {
@@ -109,9 +117,10 @@ export class HostSteps {
     return String((await this.call('mark', args)).result);
   }
 
-  async rollback(plugin: PluginRef): Promise<{ live: string; actions: string[]; lock: string }> {
+  /** `changed`: whether the rollback had to put live back (this operation had changed it). */
+  async rollback(plugin: PluginRef): Promise<{ live: string; changed: boolean; actions: string[]; lock: string }> {
     const r = await this.call('rollback', ref(plugin));
-    return { live: String(r.live), actions: (r.actions as string[]) ?? [], lock: String(r.lock) };
+    return { live: String(r.live), changed: r.changed === true, actions: (r.actions as string[]) ?? [], lock: String(r.lock) };
   }
 
   async restore(plugin: PluginRef): Promise<{ result: string; from?: string }> {
@@ -125,16 +134,9 @@ export class HostSteps {
 
   async list(): Promise<{ plugins: ListedPlugin[]; previous: ListedSnapshot[]; locks: ListedLock[] }> {
     const r = await this.call('list', []);
-    const plugins = (r.plugins as { name: string; complete: boolean; stamp: string; marker: string }[]).map((p) => {
+    const plugins = (r.plugins as { name: string; complete: boolean; stamp: string; marker: ListedPlugin['marker'] | null }[]).map((p) => {
       const item: ListedPlugin = { name: p.name, complete: p.complete, stamp: p.stamp };
-      if (p.marker) {
-        try {
-          item.marker = JSON.parse(Buffer.from(p.marker, 'base64').toString('utf8')) as ListedPlugin['marker'];
-        } catch {
-          // An unreadable marker is reported as incomplete content, not as a failure to list.
-          item.complete = false;
-        }
-      }
+      if (p.marker && typeof p.marker === 'object') item.marker = p.marker;
       return item;
     });
     return { plugins, previous: r.previous as ListedSnapshot[], locks: (r.locks as ListedLock[] | undefined) ?? [] };

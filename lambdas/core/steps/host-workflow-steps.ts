@@ -25,24 +25,30 @@ export async function stageOnHost(deps: StepDeps, plan: InstallPlan): Promise<{ 
       throw new PluginError('HostStepFailed', `transport ${host.target.host.transport} needs a presigned URL, which this artifact store cannot make`, 'use the S3 artifact store with the SSM transport');
     }
     const url = await deps.artifacts.presignGet(plan.artifactKey, PRESIGNED_URL_SECONDS);
-    const r = await host.stage(ref(plan), plan.sha256, plan.strip, { url });
+    const r = await host.stage(ref(plan), plan.sha256, plan.strip, { url }, plan.bytes);
     return { staged: r.result, files: r.files };
   }
   const body = await deps.artifacts.open(plan.artifactKey);
   try {
-    const r = await host.stage(ref(plan), plan.sha256, plan.strip, { stream: body });
+    const r = await host.stage(ref(plan), plan.sha256, plan.strip, { stream: body }, plan.bytes);
     return { staged: r.result, files: r.files };
   } finally {
     body.destroy();
   }
 }
 
+/** The version the swap displaced (still beside live, in the staging slot) becomes the snapshot. */
 export async function snapshotLive(deps: StepDeps, t: PluginTarget): Promise<{ snapshot: string }> {
   return { snapshot: await (await hostStepsFor(deps, t.workspace)).snapshot(ref(t)) };
 }
 
-export async function swapIntoPlace(deps: StepDeps, t: PluginTarget): Promise<{ swap: string }> {
-  return { swap: await (await hostStepsFor(deps, t.workspace)).swap(ref(t)) };
+/**
+ * Staging and live trade places in one renameat2(RENAME_EXCHANGE): readers see the old version
+ * or the new one, never no plugin. `how` says which way the host did it.
+ */
+export async function swapIntoPlace(deps: StepDeps, t: PluginTarget): Promise<{ swap: string; how?: string }> {
+  const r = await (await hostStepsFor(deps, t.workspace)).swap(ref(t));
+  return r.how ? { swap: r.result, how: r.how } : { swap: r.result };
 }
 
 /**
@@ -56,12 +62,10 @@ export async function writeMarker(deps: StepDeps, plan: InstallPlan): Promise<{ 
     return { marker: await host.mark(ref(plan), { version: plan.version, sha256: plan.sha256, execution: plan.execution, installedAt }) };
   } catch (err) {
     if (err instanceof PluginError && err.retryable) throw err;
-    const marker = `${host.target.root}/${plan.plugin}/.complete`;
-    const json = JSON.stringify({ name: plan.plugin, version: plan.version, sha256: plan.sha256, stamp: plan.stamp, installedAt, execution: plan.execution });
     throw new PluginError(
       'MarkerWriteFailed',
       `${plan.plugin} ${plan.version} is live on ${plan.workspace} but its .complete marker could not be written: ${err instanceof Error ? err.message : String(err)}`,
-      `check the files under ${host.target.root}/${plan.plugin}, then write the marker on the host: printf '%s\\n' '${json}' > ${marker}`,
+      `fix what the message names under ${host.target.root}/${plan.plugin} (its .complete marker), then install the same source again: the new install replaces the unmarked copy whole and writes the marker (or roll back to the previous version)`,
     );
   }
 }
@@ -85,7 +89,7 @@ export async function removeLive(deps: StepDeps, t: PluginTarget): Promise<{ uni
  * Catch branch of every workflow. State-driven, so it is right whichever step failed and however
  * often it runs. If it cannot finish, the state is left for an operator: RollbackFailed.
  */
-export async function rollBack(deps: StepDeps, t: PluginTarget): Promise<{ live: string; actions: string[]; lock: string }> {
+export async function rollBack(deps: StepDeps, t: PluginTarget): Promise<{ live: string; changed: boolean; actions: string[]; lock: string }> {
   try {
     const host = await hostStepsFor(deps, t.workspace);
     return await host.rollback(ref(t));
@@ -95,7 +99,7 @@ export async function rollBack(deps: StepDeps, t: PluginTarget): Promise<{ live:
     throw new PluginError(
       'RollbackFailed',
       `rollback of ${t.plugin} (${t.stamp}) on ${t.workspace} failed: ${message}`,
-      `inspect the plugins root on the host: live ${t.plugin}/, .staging/${t.plugin}.${t.stamp}, .previous/${t.plugin}.${t.stamp}; move the previous copy back to ${t.plugin}/ by hand and delete .locks/${t.plugin}`,
+      `the message lists what the rollback already did; inspect the plugins root on the host (live ${t.plugin}/, .staging/${t.plugin}.${t.stamp}, .previous/${t.plugin}.${t.stamp}, .failed/${t.plugin}.${t.stamp}), put the version you want at ${t.plugin}/ (mv --exchange, or mv -T when nothing is live), then delete .locks/${t.plugin}`,
     );
   }
 }

@@ -104,16 +104,28 @@ export function sweepRules(policy: SweepPolicy): SweepRules {
 
 export type SweepKind = 'previous' | 'staging' | 'failed' | 'locks';
 
-/** What a plugins root holds, as the sweep sees it (hidden entries are never its business). */
+/**
+ * What a plugins root holds, as the sweep sees it. Only the management directories: live
+ * directories are never the sweep's business, and nothing inside a plugin directory is read
+ * (a legacy `.pinned` file inside a snapshot pins nothing).
+ */
 export interface SweepLayout {
-  /** Directories under `.previous/`, with whether each holds a `.pinned` file. */
-  previous: { entry: string; pinned: boolean }[];
-  /** Entries under `.staging/` (of any type), `.partial` / `.work` companions included. */
+  /** Directories under `.previous/` (`<name>.<stamp>` snapshots, or anything else found there). */
+  previous: string[];
+  /** Entries under `.staging/` (of any type): `.partial` / `.work` companions and `.complete.<name>.<stamp>.tmp` marker temp files included. */
   staging: string[];
   /** Entries under `.failed/`. */
   failed: string[];
-  /** Regular files under `.locks/` and the first `expires=` value in each (undefined if none). */
+  /**
+   * Regular files under `.locks/` and the first `expires=` value in each (undefined if none):
+   * leases (`<name>`), stage locks (`.stage.<name>.<stamp>`), the mutex (`.mutex`).
+   */
   locks: { name: string; expires: string | undefined }[];
+  /**
+   * Regular files under `.meta/`: operation records (`<name>.<stamp>`), marker records
+   * (`<name>@<dev>-<ino>`), pins (`<name>.<stamp>.pin`), `exchange`.
+   */
+  meta: string[];
 }
 
 export interface PlannedDeletion {
@@ -141,29 +153,38 @@ function validUint(text: string | undefined): text is string {
 
 const older = (stamp: string, cutoff: string): boolean => stamp.slice(0, 16) < cutoff;
 
+const stripSuffix = (text: string, suffix: string): string => (text.endsWith(suffix) ? text.slice(0, -suffix.length) : text);
+const stripPrefix = (text: string, prefix: string): string => (text.startsWith(prefix) ? text.slice(prefix.length) : text);
+
 function leaseActive(layout: SweepLayout, name: string, nowSeconds: number): boolean {
   const lock = layout.locks.find((l) => l.name === name);
   return lock !== undefined && validUint(lock.expires) && Number(lock.expires) > nowSeconds;
 }
 
+/** The pin of snapshot `.previous/<entry>`: the root-owned file `.meta/<entry>.pin`. */
+export const pinOf = (entry: string): string => `${entry}.pin`;
+
 /**
- * What `sweep` must delete under `rules`, sorted by path:
- * - `.previous/<name>.<stamp>`: not among the newest `keepNewest` of its plugin, not pinned, and
- *   minted before `previousBefore`;
- * - `.staging/<name>.<stamp>[.partial|.work]` and `.failed/<name>.<stamp>`: minted before their
- *   cutoff, and the plugin holds no unexpired lease;
+ * What `sweep` must delete (and report) under `rules`, sorted by path:
+ * - `.previous/<name>.<stamp>`: not among the newest `keepNewest` of its plugin (pinned ones
+ *   count), not pinned by `.meta/<name>.<stamp>.pin`, and minted before `previousBefore`;
+ * - `.staging/<name>.<stamp>[.partial|.work]`, `.staging/.complete.<name>.<stamp>.tmp` and
+ *   `.failed/<name>.<stamp>`: minted before their cutoff, and the plugin holds no unexpired lease;
  * - `.locks/<name>`: its lease has expired (or is unreadable);
- * never a live directory, a hidden entry, or anything not named `<name>.<stamp>`.
+ * - `.locks/.stage.<name>.<stamp>`: as staging;
+ * never a live directory, another hidden entry, or anything not named `<name>.<stamp>`.
+ * (Operation records under `.meta/` go too, unreported: see planRecordSweep.)
  */
 export function planSweep(layout: SweepLayout, rules: SweepRules): PlannedDeletion[] {
   const out: PlannedDeletion[] = [];
+  const pins = new Set(layout.meta);
   const byPlugin = new Map<string, { entry: string; stamp: string; pinned: boolean }[]>();
-  for (const { entry, pinned } of layout.previous) {
+  for (const entry of layout.previous) {
     if (entry.startsWith('.')) continue;
     const parsed = parseEntry(entry);
     if (!parsed) continue;
     const list = byPlugin.get(parsed.name) ?? [];
-    list.push({ entry, stamp: parsed.stamp, pinned });
+    list.push({ entry, stamp: parsed.stamp, pinned: pins.has(pinOf(entry)) });
     byPlugin.set(parsed.name, list);
   }
   for (const list of byPlugin.values()) {
@@ -174,9 +195,10 @@ export function planSweep(layout: SweepLayout, rules: SweepRules): PlannedDeleti
     });
   }
   for (const entry of layout.staging) {
-    if (entry.startsWith('.')) continue;
-    let base = entry.endsWith('.partial') ? entry.slice(0, -'.partial'.length) : entry;
-    base = base.endsWith('.work') ? base.slice(0, -'.work'.length) : base;
+    // Hidden entries are not the sweep's, except the marker temp files a killed mark left.
+    if (entry.startsWith('.') && !/^\.complete\..*\.tmp$/.test(entry)) continue;
+    // As the script strips them, in this order.
+    const base = stripSuffix(stripSuffix(stripPrefix(stripSuffix(entry, '.tmp'), '.complete.'), '.partial'), '.work');
     const parsed = parseEntry(base);
     if (!parsed || leaseActive(layout, parsed.name, rules.nowEpochSeconds) || !older(parsed.stamp, rules.stagingBefore)) continue;
     out.push({ kind: 'staging', path: `.staging/${entry}` });
@@ -188,9 +210,42 @@ export function planSweep(layout: SweepLayout, rules: SweepRules): PlannedDeleti
     out.push({ kind: 'failed', path: `.failed/${entry}` });
   }
   for (const lock of layout.locks) {
+    if (lock.name.startsWith('.stage.')) {
+      // A stage lock an interrupted stage left behind.
+      const parsed = parseEntry(lock.name.slice('.stage.'.length));
+      if (!parsed || leaseActive(layout, parsed.name, rules.nowEpochSeconds) || !older(parsed.stamp, rules.stagingBefore)) continue;
+      out.push({ kind: 'locks', path: `.locks/${lock.name}` });
+      continue;
+    }
     if (!validName(lock.name)) continue;
     if (validUint(lock.expires) && Number(lock.expires) > rules.nowEpochSeconds) continue;
     out.push({ kind: 'locks', path: `.locks/${lock.name}` });
   }
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/**
+ * The operation records (`.meta/<name>.<stamp>`) a real sweep removes without reporting them
+ * (a dry run removes none), sorted: minted before `stagingBefore`, and once the sweep's own
+ * deletions are done no `.staging/<name>.<stamp>`, `.previous/<name>.<stamp>`,
+ * `.failed/<name>.<stamp>` or lease `.locks/<name>` remains. Marker records (`<name>@<dev>-<ino>`),
+ * pins and `exchange` always stay. Paths are relative to the plugins root.
+ */
+export function planRecordSweep(layout: SweepLayout, rules: SweepRules): string[] {
+  if (rules.dryRun) return [];
+  const gone = new Set(planSweep(layout, rules).map((d) => d.path));
+  const remains = (path: string) => !gone.has(path);
+  const staging = new Set(layout.staging.map((e) => `.staging/${e}`).filter(remains));
+  const previous = new Set(layout.previous.map((e) => `.previous/${e}`).filter(remains));
+  const failed = new Set(layout.failed.map((e) => `.failed/${e}`).filter(remains));
+  const locks = new Set(layout.locks.map((l) => `.locks/${l.name}`).filter(remains));
+  const out: string[] = [];
+  for (const entry of layout.meta) {
+    if (entry.startsWith('.') || entry.includes('@') || entry.endsWith('.pin') || entry === 'exchange') continue;
+    const parsed = parseEntry(entry);
+    if (!parsed || !older(parsed.stamp, rules.stagingBefore)) continue;
+    if (staging.has(`.staging/${entry}`) || previous.has(`.previous/${entry}`) || failed.has(`.failed/${entry}`) || locks.has(`.locks/${parsed.name}`)) continue;
+    out.push(`.meta/${entry}`);
+  }
+  return out.sort();
 }
