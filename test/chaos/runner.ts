@@ -417,6 +417,11 @@ export async function runOne(lane: Lane, poller: Poller, seed: number, run: numb
     const rollbackFailed = !executed.succeeded && (executed.error === 'RollbackFailed' || executed.code === 'RollbackFailed');
     const markerFailed = !executed.succeeded && (executed.error === 'MarkerWriteFailed' || executed.code === 'MarkerWriteFailed');
     const documentedRollbackFailure = rollbackFailed && rollbackFaulted;
+    // A step that failed before live changed goes to CleanUp (the same host operation as
+    // RollBack). When the fault was injected there too, CleanUp fails and the workflow ends with
+    // the first error: what CleanUp did not remove (the lease, a stage lock) expires or is swept.
+    const cleanupFailed =
+      !executed.succeeded && !rollbackFailed && rollbackFaulted && recorded.some((r) => r.inv.op === 'rollback' && (r.outcome instanceof Error || r.outcome.exitCode !== 0));
     let reset = false;
 
     // 1: whole, and what success promised.
@@ -431,7 +436,9 @@ export async function runOne(lane: Lane, poller: Poller, seed: number, run: numb
         }
       } else if (op.kind === 'rollback') {
         if (verdict.state !== 'whole') violate('1', 'rollback succeeded but live is absent');
-        else if (verdict.marker === undefined) violate('1', `rollback succeeded but live ${verdict.version} carries no .complete`);
+        // The newest snapshot comes back as it was: marked if it was (one that MarkerWriteFailed
+        // left unmarked comes back unmarked, which the agent does not load).
+        else if (verdict.marker === undefined && newest?.marker !== undefined) violate('1', `rollback succeeded but live ${verdict.version} carries no .complete (the snapshot had one)`);
         else if (newest?.state === 'whole' && newest.version !== verdict.version) violate('1', `rollback restored ${verdict.version}, but the newest snapshot was ${newest.version}`);
       } else if (op.kind === 'uninstall' && verdict.state !== 'absent') {
         violate('1', `uninstall succeeded but live is ${verdict.state} ${verdict.version ?? ''}`);
@@ -494,6 +501,7 @@ export async function runOne(lane: Lane, poller: Poller, seed: number, run: numb
       const unlockFailed = rules.some((r) => r.op === 'unlock') || (fault?.kind === 'drop' && fault.op === 'unlock');
       const onlyLease = left.every((l) => l === `.locks/${PLUGIN}`);
       if (documentedRollbackFailure) bump(result.documented, 'leftovers after RollbackFailed');
+      else if (cleanupFailed && left.every((l) => l.startsWith('.locks/'))) bump(result.documented, 'lease or stage lock left by a failing CleanUp (expires / swept)');
       else if (unlockFailed && onlyLease) bump(result.documented, 'lease left by a failing ReleaseLock (expires)');
       else violate('4', `left behind: ${left.join(', ')} (${executed.succeeded ? 'operation succeeded' : `failed: ${failure}`})`);
       for (const l of left) rmSync(join(lane.root, l), { recursive: true, force: true });

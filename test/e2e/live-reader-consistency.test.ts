@@ -1,5 +1,5 @@
 /**
- * A reader polling the live directory (from another process) during 200 alternating installs of
+ * A reader polling the live directory (from another process) during 100 alternating installs of
  * two versions never sees a directory whose .complete names one version while its files are the
  * other's, or a mix of both, and, once the plugin is installed, never finds it absent: every
  * upgrade replaces live with one renameat2(RENAME_EXCHANGE).
@@ -13,7 +13,7 @@ import { expectedTree, makeWorld, type World } from '../helpers/world.ts';
 const NAME = 'alternating';
 const A = { name: NAME, version: '1.0.0', files: 40 };
 const B = { name: NAME, version: '2.0.0', files: 40 };
-const INSTALLS = 200;
+const INSTALLS = 100;
 
 let world: World;
 afterEach(async () => world?.cleanup());
