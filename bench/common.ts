@@ -13,6 +13,7 @@ import { createGzip } from 'node:zlib';
 import { pack } from 'tar-stream';
 import type { HostResolver } from '../lambdas/core/host/host-resolver.ts';
 import type { HostInvocation, RemoteHost } from '../lambdas/core/host/remote-host.ts';
+import { mulberry32 } from '../test/chaos/prng.ts';
 
 export const REPO = fileURLToPath(new URL('..', import.meta.url));
 export const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
@@ -25,17 +26,8 @@ export const CONTENT_BYTES = 1024 * 1024;
 
 // --- the plugin tarballs ------------------------------------------------------------------------
 
-/** mulberry32: a tiny seeded PRNG, so both tarballs are the same bytes on every run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (the chaos runner's seeded PRNG), so both tarballs are the same bytes on every run. */
+export const prng = mulberry32;
 
 const WORDS = (
   'agent skill tool prompt context workspace plugin install command hook model token stream ' +

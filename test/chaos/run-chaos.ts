@@ -1,7 +1,8 @@
 /**
  * The seeded chaos runner's command line:
  *   npm run chaos -- --runs N --seed S [--transport local|eic|ssm] [--lanes K] [--only I]
- *                    [--json] [--save] [--verbose]
+ *                    [--from I] [--json] [--save] [--verbose]
+ * --from I runs I…I+N-1 of the schedule (a long campaign in slices: the same runs as one call).
  * Prints one summary line per transport (and each violation), or with --json one JSON object;
  * --save also writes bench/results/chaos-<transport>.json. Exit 1 if any invariant was violated.
  * The EIC and SSM transports need root (a real sshd on loopback, stand-ins of the AWS APIs).
@@ -13,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { TRANSPORTS, type TransportName } from './lanes.ts';
 import { INVARIANT_TITLES, INVARIANTS, runChaos, summaryLine, type ChaosReport } from './runner.ts';
 
-const USAGE = 'usage: npm run chaos -- --runs N --seed S [--transport local|eic|ssm[,…]] [--lanes K] [--only RUN] [--json] [--save] [--verbose]';
+const USAGE = 'usage: npm run chaos -- --runs N --seed S [--transport local|eic|ssm[,…]] [--lanes K] [--only RUN] [--from RUN] [--json] [--save] [--verbose]';
 
 function fail(message: string): never {
   process.stderr.write(`run-chaos: ${message}\n${USAGE}\n`);
@@ -33,6 +34,7 @@ const { values } = parseArgs({
     transport: { type: 'string' },
     lanes: { type: 'string' },
     only: { type: 'string' },
+    from: { type: 'string' },
     'host-timeout-ms': { type: 'string' },
     json: { type: 'boolean' },
     save: { type: 'boolean' },
@@ -50,6 +52,7 @@ for (const t of transports) if (!(TRANSPORTS as readonly string[]).includes(t)) 
 const runs = integer(values.runs, 'runs', 20, 1);
 const seed = integer(values.seed, 'seed', 1);
 const only = values.only === undefined ? undefined : integer(values.only, 'only', 0);
+const from = integer(values.from, 'from', 0);
 const hostTimeoutMs = values['host-timeout-ms'] === undefined ? undefined : integer(values['host-timeout-ms'], 'host-timeout-ms', 0, 100);
 
 const reports: ChaosReport[] = [];
@@ -64,7 +67,7 @@ for (const transport of transports as TransportName[]) {
     : (line: string) => {
         if (/^run \d+:/.test(line) && ++done % 10 === 0) process.stderr.write(`chaos ${transport}: ${done}/${only === undefined ? runs : 1} runs\n`);
       };
-  const report = await runChaos({ transport, runs, seed, lanes, only, hostTimeoutMs, log });
+  const report = await runChaos({ transport, runs, seed, lanes, only, from, hostTimeoutMs, log });
   reports.push(report);
   if (values.save) {
     const dir = join(fileURLToPath(new URL('../../bench/results', import.meta.url)));

@@ -103,6 +103,8 @@ export interface ChaosOptions {
   lanes?: number;
   /** Only this run index (replay one run of the schedule). */
   only?: number;
+  /** First run index (default 0): a long campaign split into slices runs `from`…`from + runs - 1` each time. */
+  from?: number;
   /** Per host step (default 6 s locally, 20 s remote). */
   hostTimeoutMs?: number;
   /** Progress lines (one per run, and each violation as found). */
@@ -542,7 +544,8 @@ export async function runOne(lane: Lane, poller: Poller, seed: number, run: numb
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const started = Date.now();
-  const indexes = options.only !== undefined ? [options.only] : Array.from({ length: options.runs }, (_, i) => i);
+  const from = options.from ?? 0;
+  const indexes = options.only !== undefined ? [options.only] : Array.from({ length: options.runs }, (_, i) => from + i);
   const laneCount = Math.max(1, Math.min(options.lanes ?? 1, indexes.length));
   const hostTimeoutMs = options.hostTimeoutMs ?? (options.transport === 'local' ? 6_000 : 20_000);
   const results: RunResult[] = [];

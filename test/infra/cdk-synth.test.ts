@@ -14,7 +14,8 @@ import { HOST_SCRIPTS_DIR, hostScripts } from '../../infra/constructs/step-funct
 import { STACK_NAME } from '../../infra/installer-app.ts';
 import { ROOT, TEST_ACCOUNT, TEST_REGION } from './infra-helpers.ts';
 
-const SYNTH_TIMEOUT_MS = 170_000;
+// Generous: a synth bundles 13 Lambdas with esbuild and takes minutes on a loaded 2-core CI machine.
+const SYNTH_TIMEOUT_MS = 420_000;
 /** 11 workflow steps + the api Lambda + the sweeper. */
 const FUNCTIONS = 13;
 
@@ -47,11 +48,9 @@ function offlineEnv(): NodeJS.ProcessEnv {
 let outdir: string;
 let status: number | null;
 let output: string;
-let took: number;
 
 beforeAll(() => {
   outdir = mkdtempSync(join(tmpdir(), 'cdk-synth-'));
-  const started = Date.now();
   const run = spawnSync('npx', ['cdk', 'synth', '--quiet', '--no-notices', '--no-lookups', '-o', outdir], {
     cwd: ROOT,
     env: offlineEnv(),
@@ -59,7 +58,6 @@ beforeAll(() => {
     timeout: SYNTH_TIMEOUT_MS,
     maxBuffer: 64 * 1024 * 1024,
   });
-  took = Date.now() - started;
   status = run.status;
   output = `${run.error ? `${String(run.error)}\n` : ''}${run.stdout}${run.stderr}`;
 }, SYNTH_TIMEOUT_MS + 10_000);
@@ -78,7 +76,6 @@ describe('cdk synth (CLI, offline)', () => {
     expect(manifest.missing ?? []).toEqual([]);
     expect(manifest.artifacts[STACK_NAME]?.environment).toBe(`aws://${TEST_ACCOUNT}/${TEST_REGION}`);
     expect(output).not.toMatch(/AwsSolutions-/);
-    expect(took).toBeLessThan(SYNTH_TIMEOUT_MS);
   });
 
   it('bundles each step Lambda, the api Lambda and the sweeper into index.mjs with its source map and the host scripts beside it', () => {
