@@ -569,6 +569,14 @@ stage_failed() {
   fail "$1" "$2" "$3"
 }
 
+# stage_io_fail <dir> <message>: as stage_failed, for a failure io_fail classifies (full disk,
+# read-only, other I/O): nothing of this stage is left, not even its stage lock or record.
+stage_io_fail() {
+  rm -rf -- "$PARTIAL" "$WORK" 2>/dev/null
+  rm -f -- "$STAGE_LOCK" "$META" 2>/dev/null
+  io_fail "$1" "$2"
+}
+
 stage_disk_full() {
   # How much the tree needed: what the caller said, or at least what was written before the
   # disk filled up. Free space is measured once the partial tree is gone.
@@ -713,28 +721,29 @@ STATUSES
   fi
   # The top directory was made 0700 while root worked in it; live is readable like any plugin.
   if ! chmod -R ug-s,go-w -- "$PARTIAL" 2>/dev/null || ! chmod 0755 -- "$PARTIAL" 2>/dev/null; then
-    rm -rf -- "$PARTIAL" "$WORK"
-    io_fail "$ROOT/.staging" "cannot clear setuid bits"
+    stage_io_fail "$ROOT/.staging" "cannot clear setuid bits"
   fi
   if [ "$owner_spec" != - ]; then
-    chown -R -h -- "$owner_spec" "$PARTIAL" 2>/dev/null || { rm -rf -- "$PARTIAL" "$WORK"; io_fail "$ROOT/.staging" "cannot hand staging to $owner_spec"; }
+    chown -R -h -- "$owner_spec" "$PARTIAL" 2>/dev/null || stage_io_fail "$ROOT/.staging" "cannot hand staging to $owner_spec"
   fi
   files=$(find "$PARTIAL" -type f -printf . | wc -c)
   files=${files##* }
   # Durable before visible: the staged tree reaches the disk before it is called staged, so no
   # later step (or a retry after a power loss) can swap in files whose data was never written.
-  sync -f -- "$PARTIAL" 2>/dev/null || { rm -rf -- "$PARTIAL" "$WORK"; io_fail "$ROOT/.staging" "cannot flush the staged files"; }
+  sync -f -- "$PARTIAL" 2>/dev/null || stage_io_fail "$ROOT/.staging" "cannot flush the staged files"
   inos "$PARTIAL"
   # A directory record left for this inode by a deleted directory is stale: forget it.
   rm -f -- "$ROOT/.meta/$NAME@$INO_1"
-  printf 'staged=%s\n' "$INO_1" >"$META" 2>/dev/null || { rm -rf -- "$PARTIAL" "$WORK"; io_fail "$ROOT/.meta" "cannot record staging"; }
+  printf 'staged=%s\n' "$INO_1" >"$META" 2>/dev/null || stage_io_fail "$ROOT/.meta" "cannot record staging"
   # Fencing: only while this stamp still holds the lease (a rollback may have run meanwhile).
   with_mutex
   read_lease "$LOCK"
   if [ "$L_STAMP" != "$STAMP" ]; then
     stage_failed "$EX_LOCK_LOST" LockLost "lock on $NAME is no longer held by $STAMP (holder: ${L_STAMP:-none}); staging discarded"
   fi
-  move "$PARTIAL" "$STG" "partial staging of $NAME into place"
+  # A failed rename discards the stage like any other failure (no .partial, .work, stage lock
+  # or record left for CleanUp or the sweeper).
+  mv -T -- "$PARTIAL" "$STG" 2>/dev/null || stage_io_fail "$ROOT/.staging" "cannot move partial staging of $NAME into place"
   release_mutex
   rm -rf -- "$WORK"
   rm -f -- "$STAGE_LOCK"
