@@ -123,6 +123,14 @@ function decorate(inner: HostResolver, hooks: HostHooks, dropNow?: () => void): 
   return recorded;
 }
 
+/** A fresh world for the next run: an empty plugins root, no events, a new outside canary and sentinel. */
+async function resetWorld(lane: Lane, root: string, hostRoot: string): Promise<void> {
+  await rm(root, { recursive: true, force: true });
+  await mkdir(root, { recursive: true });
+  await rm(lane.eventsFile, { force: true });
+  Object.assign(lane, await writeOutside(hostRoot));
+}
+
 /**
  * One connection drop over EIC: SIGKILL, once, every session process of this harness's sshd
  * (the listener started with `-f <dir>/sshd_config`) that exists right now — as a network drop
@@ -216,12 +224,7 @@ async function localLane(hostTimeoutMs: number): Promise<Lane> {
       if (host.error) throw new PluginError(host.error.code as never, host.error.message, host.error.hint);
       return { dryRun: summary.dryRun, deleted: host.deleted ?? [], counts: host.counts, bytes: host.bytes };
     },
-    reset: async () => {
-      await rm(root, { recursive: true, force: true });
-      await mkdir(root, { recursive: true });
-      await rm(lane.eventsFile, { force: true });
-      Object.assign(lane, await writeOutside(hostRoot));
-    },
+    reset: () => resetWorld(lane, root, hostRoot),
     stop: async () => {
       shims.cleanup();
       await rm(home, { recursive: true, force: true });
@@ -281,12 +284,7 @@ async function awsLane(transport: 'eic' | 'ssm', hostTimeoutMs: number): Promise
       const record = await runningWorkspace(deps, workspace);
       return new HostSteps(deps.hosts(record), hostTimeoutMs).sweep(rules);
     },
-    reset: async () => {
-      await rm(root, { recursive: true, force: true });
-      await mkdir(root, { recursive: true });
-      await rm(lane.eventsFile, { force: true });
-      Object.assign(lane, await writeOutside(hostRoot));
-    },
+    reset: () => resetWorld(lane, root, hostRoot),
     stop: async () => {
       shims?.cleanup();
       await aws.stop();
