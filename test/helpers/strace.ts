@@ -12,7 +12,7 @@
  * before B started" is `a.exit < b.entry`.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { PluginError } from '../../lambdas/core/errors.ts';
@@ -71,6 +71,63 @@ export class StracedHost implements RemoteHost {
       });
     });
   }
+}
+
+/**
+ * The trace file of one step when the host side names it: nanoseconds since the epoch, so that
+ * the files of sequential steps sort in the order the steps ran. Expanded by the host's shell.
+ */
+const traceFileOnHost = (dir: string) => `"${dir}/$(date +%s%N).trace"`;
+
+/**
+ * EicHost's privilege prefix that runs each step under strace inside sudo: the script, as root,
+ * exactly as it runs after `sudo -n` (the OS user's shell names the trace file).
+ */
+export function stracePrivilege(strace: string, dir: string): string {
+  return `sudo -n ${strace} -f -y -e ${TRACE_SET} -o ${traceFileOnHost(dir)}`;
+}
+
+/** The SSM stand-in's launcher (FakeInstance.launcher) that runs each command under strace. */
+export function straceLauncher(strace: string, dir: string): string[] {
+  return ['sh', '-c', `exec ${strace} -f -y -e ${TRACE_SET} -o ${traceFileOnHost(dir)} "$@"`, 'strace-launcher'];
+}
+
+export interface HostStepTrace {
+  op: HostOp;
+  file: string;
+  calls: Syscall[];
+}
+
+/**
+ * The steps traced into `dir`, in the order they ran (by file name), each named by the
+ * operation its script was run with: the element after `plugin-host.sh` in the argv of the first
+ * execve that has one (`sh -c <script> plugin-host.sh <op> …` over EIC and SSM), or, for
+ * StracedHost's files (`<n>-<op>.trace`; strace shortens the script's long path in the argv it
+ * prints), the name.
+ */
+export function hostStepTraces(dir: string): HostStepTrace[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.trace'))
+    .sort()
+    .map((f) => {
+      const file = join(dir, f);
+      const calls = readTrace(file);
+      const op = opOf(calls) ?? /^\d+-([a-z-]+)\.trace$/.exec(f)?.[1];
+      if (!op) throw new Error(`${file}: no execve of plugin-host.sh in this trace`);
+      return { op: op as HostOp, file, calls };
+    });
+}
+
+function opOf(calls: Syscall[]): HostOp | undefined {
+  for (const c of calls) {
+    if (c.name !== 'execve' || !c.ok) continue;
+    const argv = /^\[(.*)\]$/s.exec(c.args[1] ?? '');
+    if (!argv) continue;
+    const items = splitArgs(argv[1]!).map((a) => unquote(a));
+    const at = items.findIndex((a) => a !== undefined && /(^|\/)plugin-host\.sh$/.test(a));
+    if (at >= 0 && items[at + 1]) return items[at + 1] as HostOp;
+  }
+  return undefined;
 }
 
 // --- parsing ---------------------------------------------------------------------------------------

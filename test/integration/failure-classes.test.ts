@@ -17,8 +17,6 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -39,6 +37,7 @@ import { versionFiles, writePluginDir } from '../helpers/plugin-versions.ts';
 import { canMount, mountTmpfs, remount, unmount } from '../helpers/tmpfs.ts';
 import { startEicHarness } from '../servers/eic-harness.ts';
 import { instanceIdFor, startSsmHarness } from '../servers/ssm-harness.ts';
+import { startTarballServer } from '../servers/tarball-server.ts';
 
 const MiB = 1024 * 1024;
 const NAME = 'faulty';
@@ -104,37 +103,6 @@ function pathWithout(...without: string[]): string {
     }
   }
   return dir;
-}
-
-// --- a server for the SSM transport, which pulls the tarball ------------------------------------
-
-async function tarballServer() {
-  const blobs = new Map<string, Buffer>();
-  const server: Server = createServer((req, res) => {
-    const [, kind, id] = (req.url ?? '').split('/');
-    const blob = blobs.get(id ?? '');
-    if (!blob) return void res.writeHead(404).end();
-    res.writeHead(200, { 'content-type': 'application/gzip', 'content-length': String(blob.length) });
-    if (kind === 'ok') return void res.end(blob);
-    // Cut off: the announced length never arrives; the connection closes after half of it.
-    res.write(blob.subarray(0, blob.length >> 1), () => res.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const put = (blob: Buffer): string => {
-    const id = randomBytes(8).toString('hex');
-    blobs.set(id, blob);
-    return id;
-  };
-  return {
-    ok: (blob: Buffer) => ({ url: `${base}/ok/${put(blob)}` }),
-    cut: (blob: Buffer) => ({ url: `${base}/cut/${put(blob)}` }),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 // --- transports ---------------------------------------------------------------------------------
@@ -213,7 +181,7 @@ const TRANSPORTS: [string, () => Promise<Transport>][] = [
     'ssm',
     async () => {
       const h = await startSsmHarness();
-      const files = await tarballServer();
+      const files = await startTarballServer();
       const mnt = join(h.hostRoot, 'configs');
       mountTmpfs(mnt, FS_SIZE);
       let n = 0;

@@ -9,8 +9,6 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +24,7 @@ import { goodTarball } from '../fixtures/hostile-tarballs.ts';
 import { judgeLive, readTree } from '../helpers/live-tree.ts';
 import { startEicHarness } from '../servers/eic-harness.ts';
 import { startSsmHarness } from '../servers/ssm-harness.ts';
+import { startTarballServer } from '../servers/tarball-server.ts';
 
 type Body = { stream: Readable } | { url: string };
 
@@ -39,33 +38,6 @@ interface Transport {
   /** A body that breaks off halfway, as a connection dropped mid-stage does. */
   dropping(tarball: Buffer): Body;
   stop(): Promise<void>;
-}
-
-/** Serves tarballs over loopback HTTP for the SSM transport, which pulls instead of streaming. */
-async function tarballServer() {
-  const blobs = new Map<string, Buffer>();
-  const server: Server = createServer((req, res) => {
-    const [, kind, id] = (req.url ?? '').split('/');
-    const blob = blobs.get(id ?? '');
-    if (!blob) return void res.writeHead(404).end();
-    res.writeHead(200, { 'content-length': String(blob.length) });
-    if (kind === 'ok') res.end(blob);
-    else if (kind === 'drop') res.write(blob.subarray(0, blob.length >> 1), () => setTimeout(() => res.destroy(), 20));
-    else res.write(blob.subarray(0, 10)); // stall: never finish
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const put = (blob: Buffer) => {
-    const id = createHash('sha256').update(blob).update(String(Math.random())).digest('hex').slice(0, 16);
-    blobs.set(id, blob);
-    return id;
-  };
-  return {
-    ok: (blob: Buffer) => ({ url: `${base}/ok/${put(blob)}` }),
-    drop: (blob: Buffer) => ({ url: `${base}/drop/${put(blob)}` }),
-    stall: () => ({ url: `${base}/stall/${put(Buffer.alloc(100))}` }),
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
-  };
 }
 
 const streamBodies = {
@@ -101,14 +73,14 @@ const TRANSPORTS: [string, () => Promise<Transport>][] = [
     'ssm',
     async () => {
       const h = await startSsmHarness();
-      const files = await tarballServer();
+      const files = await startTarballServer();
       const target = h.resolver(h.workspace('conf'));
       return {
         target,
         root: join(h.hostRoot, 'configs/plugins'),
         body: files.ok,
         stalling: files.stall,
-        dropping: files.drop,
+        dropping: files.cut,
         stop: async () => {
           await files.close();
           await h.stop();

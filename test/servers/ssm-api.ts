@@ -38,6 +38,11 @@ export interface FakeInstance {
   deliveryDelayMs?: number;
   /** Extra environment for its commands (e.g. TMPDIR inside a test's temp dir). */
   env?: Record<string, string>;
+  /**
+   * What the agent runs its commands under: `[...launcher, 'bash', '-c', <commands>]` (default:
+   * nothing). A test puts `strace` here to read the system calls a command made on the instance.
+   */
+  launcher?: string[];
 }
 
 export interface SsmApiOptions {
@@ -218,7 +223,8 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
     if (inv.status !== 'Pending' || stopped) return;
     const cmd = inv.command;
     const script = (cmd.parameters.commands ?? []).join('\n');
-    const child = spawn('bash', ['-c', script], {
+    const [program, ...args] = [...(instance.launcher ?? []), 'bash', '-c', script];
+    const child = spawn(program!, args, {
       cwd: instance.root ?? tmpdir(),
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],

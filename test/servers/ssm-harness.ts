@@ -20,6 +20,8 @@ export interface SsmHarnessOptions {
   host?: Partial<Omit<SsmHostOptions, 'client' | 'rootPrefix'>>;
   /** Overrides for the stand-in (invisible polls, delivery delay). */
   api?: Partial<Omit<SsmApiOptions, 'instances'>>;
+  /** The agent's launcher on every instance of the harness (FakeInstance.launcher). */
+  launcher?: string[];
 }
 
 export interface SsmHarness {
@@ -63,7 +65,7 @@ export async function startSsmHarness(options: SsmHarnessOptions = {}): Promise<
     clientConfig,
     workspace(id, runtime = 'claude-code') {
       const instanceId = instanceIdFor(id);
-      api.instances[instanceId] ??= { root: hostRoot, managed: true, tags: { WorkspaceId: id, Runtime: runtime }, env: { TMPDIR: tmp } };
+      api.instances[instanceId] ??= { root: hostRoot, managed: true, tags: { WorkspaceId: id, Runtime: runtime }, env: { TMPDIR: tmp }, ...(options.launcher ? { launcher: options.launcher } : {}) };
       return { id, runtime, transport: 'ssm', instanceId, privateIp: '127.0.0.1' };
     },
     async stop() {
