@@ -27,21 +27,7 @@ import {
 import { MIN_REASON_LENGTH } from '../../infra/constructs/nag.ts';
 import { STEP_SPECS, stepPlaceholder } from '../../infra/constructs/step-functions.ts';
 import { buildInstallerApp } from '../../infra/installer-app.ts';
-import {
-  acknowledgements,
-  actionsOf,
-  allStatements,
-  buildApp,
-  cdkJson,
-  flat,
-  logicalId,
-  normalize,
-  roleStatements,
-  sortStatements,
-  TEST_ACCOUNT,
-  TEST_REGION,
-  type BuiltApp,
-} from './infra-helpers.ts';
+import { acknowledgements, actionsOf, allStatements, buildApp, type BuiltApp, cdkJson, flat, logicalId, normalize, roleStatements, sortStatements, TEST_ACCOUNT, TEST_REGION, SYNTH_HOOK_TIMEOUT_MS } from './infra-helpers.ts';
 
 const VARIANT_CONTEXT = {
   osUser: 'ec2-user',
@@ -58,11 +44,13 @@ let base: BuiltApp;
 let variant: BuiltApp;
 let noCloudWatchRole: BuiltApp;
 
+// Synthesizing takes seconds on an idle machine and minutes on a loaded 2-core one (CI shares
+// its machine): a timeout, not a speed check.
 beforeAll(() => {
   base = buildApp();
   variant = buildApp({ context: VARIANT_CONTEXT, env: VARIANT_ENV });
   noCloudWatchRole = buildApp({ context: { apiCloudWatchRole: 'false' } });
-});
+}, SYNTH_HOOK_TIMEOUT_MS);
 
 afterEach(() => {
   vi.restoreAllMocks();

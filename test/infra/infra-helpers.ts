@@ -16,6 +16,9 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const TEST_ACCOUNT = '111111111111';
 export const TEST_REGION = 'us-east-1';
 
+/** beforeAll hooks that synthesize apps in-process (several seconds each when idle). */
+export const SYNTH_HOOK_TIMEOUT_MS = 300_000;
+
 export function cdkJson(): { app: string; context: Record<string, unknown> } {
   return JSON.parse(readFileSync(join(ROOT, 'cdk.json'), 'utf8')) as { app: string; context: Record<string, unknown> };
 }

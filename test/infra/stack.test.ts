@@ -25,24 +25,7 @@ import { EVENT_BUS_NAME, EVENT_SOURCE, PLUGIN_EVENT_TYPES } from '../../infra/co
 import { MIN_REASON_LENGTH } from '../../infra/constructs/nag.ts';
 import { isHostStep, STEP_SPECS, stepPlaceholder, WORKSPACE_TAG, type StepSpec } from '../../infra/constructs/step-functions.ts';
 import { buildInstallerApp } from '../../infra/installer-app.ts';
-import {
-  acknowledgements,
-  actionsOf,
-  allStatements,
-  buildApp,
-  cdkJson,
-  flat,
-  logicalId,
-  normalize,
-  resourcesOf,
-  roleStatements,
-  ROOT,
-  sortStatements,
-  TEST_ACCOUNT,
-  TEST_REGION,
-  type Acknowledgement,
-  type BuiltApp,
-} from './infra-helpers.ts';
+import { type Acknowledgement, acknowledgements, actionsOf, allStatements, buildApp, type BuiltApp, cdkJson, flat, logicalId, normalize, resourcesOf, roleStatements, ROOT, sortStatements, TEST_ACCOUNT, TEST_REGION, SYNTH_HOOK_TIMEOUT_MS } from './infra-helpers.ts';
 
 type AslValidator = (definition: unknown, options?: { checkPaths?: boolean; checkArn?: boolean }) => { isValid: boolean; errors: unknown[] };
 const validateAsl = createRequire(import.meta.url)('asl-validator') as AslValidator;
@@ -60,10 +43,12 @@ const VARIANT_CONTEXT = {
 let base: BuiltApp;
 let variant: BuiltApp;
 
+// Synthesizing takes seconds on an idle machine and minutes on a loaded 2-core one (CI shares
+// its machine): a timeout, not a speed check.
 beforeAll(() => {
   base = buildApp();
   variant = buildApp({ context: VARIANT_CONTEXT, env: { account: TEST_ACCOUNT, region: TEST_REGION } });
-});
+}, SYNTH_HOOK_TIMEOUT_MS);
 
 afterEach(() => {
   vi.restoreAllMocks();

@@ -13,19 +13,7 @@ import { sweeperSettingsFromEnv } from '../../lambdas/handlers/sweeper.ts';
 import { MIN_REASON_LENGTH } from '../../infra/constructs/nag.ts';
 import { NODE_RUNTIME_REASON, WORKSPACE_TAG } from '../../infra/constructs/step-functions.ts';
 import { SWEEP_HOSTS_FAILED } from '../../infra/constructs/snapshot-sweeper.ts';
-import {
-  acknowledgements,
-  actionsOf,
-  buildApp,
-  logicalId,
-  normalize,
-  roleStatements,
-  ROOT,
-  sortStatements,
-  TEST_ACCOUNT,
-  TEST_REGION,
-  type BuiltApp,
-} from './infra-helpers.ts';
+import { acknowledgements, actionsOf, buildApp, type BuiltApp, logicalId, normalize, roleStatements, ROOT, sortStatements, TEST_ACCOUNT, TEST_REGION, SYNTH_HOOK_TIMEOUT_MS } from './infra-helpers.ts';
 
 const CUSTOM = { sweepSchedule: 'cron(0 3 * * ? *)', sweepOlderThanDays: '30', sweepKeep: 2 };
 const VPC = {
@@ -40,10 +28,12 @@ const VPC = {
 let base: BuiltApp;
 let custom: BuiltApp;
 
+// Synthesizing takes seconds on an idle machine and minutes on a loaded 2-core one (CI shares
+// its machine): a timeout, not a speed check.
 beforeAll(() => {
   base = buildApp();
   custom = buildApp({ context: { ...CUSTOM, ...VPC }, env: { account: TEST_ACCOUNT, region: TEST_REGION } });
-});
+}, SYNTH_HOOK_TIMEOUT_MS);
 
 function fnProps(app: BuiltApp): Record<string, unknown> {
   const fn = app.template.findResources('AWS::Lambda::Function')[logicalId(app.stack.sweeper.fn)];
