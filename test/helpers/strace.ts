@@ -105,10 +105,9 @@ export interface HostStepTrace {
  * StracedHost's files (`<n>-<op>.trace`; strace shortens the script's long path in the argv it
  * prints), the name.
  */
-export function hostStepTraces(dir: string): HostStepTrace[] {
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.trace'))
-    .sort()
+export function hostStepTraces(dir: string, from = 0): HostStepTrace[] {
+  return traceFiles(dir)
+    .slice(from)
     .map((f) => {
       const file = join(dir, f);
       const calls = readTrace(file);
@@ -116,6 +115,13 @@ export function hostStepTraces(dir: string): HostStepTrace[] {
       if (!op) throw new Error(`${file}: no execve of plugin-host.sh in this trace`);
       return { op: op as HostOp, file, calls };
     });
+}
+
+/** The trace files in `dir`, in the order their steps ran; `hostStepTraces(dir, n)` parses those after the first n. */
+export function traceFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.trace'))
+    .sort();
 }
 
 function opOf(calls: Syscall[]): HostOp | undefined {

@@ -39,6 +39,7 @@ import {
   programOf,
   hostStepTraces,
   straceBinary,
+  traceFiles,
   within,
   type Syscall,
 } from '../helpers/strace.ts';
@@ -68,7 +69,7 @@ async function tracedInstalls(name: HostTransportName): Promise<{ root: string; 
     const plugin: PluginRef = { name: NAME, stamp };
     const tarball = await goodTarball(versionFiles(spec));
     const sha = createHash('sha256').update(tarball).digest('hex');
-    const first = hostStepTraces(traces).length;
+    const first = traceFiles(traces).length;
     expect((await steps.lock(plugin, 'syscalls', 0, 600)).result).toBe('acquired');
     expect((await steps.stage(plugin, sha, 0, t.body(tarball), 0)).result).toBe('staged');
     const swap = await steps.swap(plugin);
@@ -76,7 +77,7 @@ async function tracedInstalls(name: HostTransportName): Promise<{ root: string; 
     expect(['moved', 'none']).toContain(await steps.snapshot(plugin));
     expect(await steps.mark(plugin, { version: spec.version, sha256: sha, execution: `syscalls-${stamp}`, installedAt: new Date().toISOString() })).toBe('marked');
     expect(await steps.unlock(plugin)).toBe('released');
-    const made = hostStepTraces(traces).slice(first);
+    const made = hostStepTraces(traces, first);
     // One traced run per step, in the workflow's order: the trace is of these steps, not others.
     expect(made.map((s) => s.op)).toEqual(['lock', 'stage', 'swap', 'snapshot', 'mark', 'unlock']);
     return { stamp, calls: Object.fromEntries(made.map((s) => [s.op, s.calls])), swapHow: swap.how };

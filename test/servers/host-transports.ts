@@ -14,6 +14,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
+import { AGENT_OWNER } from '../../lambdas/core/host/host-resolver.ts';
 import { LocalHost } from '../../lambdas/core/host/local-host.ts';
 import type { HostTarget } from '../../lambdas/core/host/remote-host.ts';
 import { StracedHost, straceLauncher, stracePrivilege } from '../helpers/strace.ts';
@@ -76,7 +77,8 @@ export async function startHostTransport(name: HostTransportName, options: HostT
       const base = await mkdtemp(join(tmpdir(), 'host-local-'));
       const { root, unmount: release } = pluginsRootUnder(base, options);
       const host = options.strace ? new StracedHost(options.strace.binary, options.strace.dir) : new LocalHost({ timeoutMs });
-      const ownerSpec = process.getuid?.() === 0 ? '1000:1000' : '-';
+      // As localHostResolver: the agent owns what root installs; without root, nothing is chowned.
+      const ownerSpec = process.getuid?.() === 0 ? AGENT_OWNER : '-';
       return {
         name,
         target: { host, root, ownerSpec },
