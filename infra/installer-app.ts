@@ -8,9 +8,10 @@
 import { App, Validations, type AppProps } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { PluginInstallerStack } from './plugin-installer-stack.ts';
-import { settingsFromContext } from './settings.ts';
+import { DEFAULT_SETTINGS, settingsFromContext } from './settings.ts';
 
-export const STACK_NAME = 'WorkspacePluginInstaller';
+/** The default stack name (context `stackName` picks another). */
+export const STACK_NAME = DEFAULT_SETTINGS.stackName;
 
 export interface InstallerApp {
   readonly app: App;
@@ -19,8 +20,9 @@ export interface InstallerApp {
 
 export function buildInstallerApp(props: AppProps = {}, env: NodeJS.ProcessEnv = process.env): InstallerApp {
   const app = new App(props);
-  const stack = new PluginInstallerStack(app, STACK_NAME, {
-    settings: settingsFromContext(app.node),
+  const settings = settingsFromContext(app.node);
+  const stack = new PluginInstallerStack(app, settings.stackName, {
+    settings,
     // Environment-agnostic unless the CLI (or the caller) names an account and region.
     env: { account: env.CDK_DEFAULT_ACCOUNT, region: env.CDK_DEFAULT_REGION },
   });

@@ -3,12 +3,15 @@
  * any construct is built, so a typo fails `cdk synth` with a readable message instead of
  * producing a stack that cannot reach its hosts.
  *
+ *   stackName         the CloudFormation stack (default WorkspacePluginInstaller); the names of the
+ *                     state machines and the event bus derive from it, so stacks can share a region
  *   osUser            OS user EC2 Instance Connect pushes the ephemeral key for (default ubuntu)
  *   defaultTransport  eic | ssm: the transport of instances without a PluginTransport tag (default ssm)
  *   vpcId, subnetIds, securityGroupId
  *                     optional, together: run the step Lambdas in these subnets (EIC to private IPs)
  *   eicEndpointId, eicEndpointDns
  *                     optional, together: reach hosts through this EC2 Instance Connect Endpoint
+ *                     (defaultTransport=eic needs this or VPC placement: a network path to private IPs)
  *   apiCloudWatchRole true | false: set the region's API Gateway CloudWatch Logs role (the account
  *                     setting REST API logging needs) to one this stack creates (default true);
  *                     false when the account already has one, e.g. managed centrally
@@ -44,6 +47,7 @@ export interface SweepSettings {
 }
 
 export interface InstallerSettings {
+  readonly stackName: string;
   readonly osUser: string;
   readonly defaultTransport: DefaultTransport;
   readonly vpc?: VpcPlacement;
@@ -59,7 +63,8 @@ export const DEFAULT_SWEEP: SweepSettings = {
   keepNewest: 1,
 };
 
-export const DEFAULT_SETTINGS: Pick<InstallerSettings, 'osUser' | 'defaultTransport' | 'apiCloudWatchRole' | 'sweep'> = {
+export const DEFAULT_SETTINGS: Pick<InstallerSettings, 'stackName' | 'osUser' | 'defaultTransport' | 'apiCloudWatchRole' | 'sweep'> = {
+  stackName: 'WorkspacePluginInstaller',
   osUser: 'ubuntu',
   defaultTransport: 'ssm',
   apiCloudWatchRole: true,
@@ -72,6 +77,7 @@ export const MAX_SWEEP_KEEP = 1_000_000;
 
 /** The context keys this app reads. */
 export const CONTEXT_KEYS = [
+  'stackName',
   'osUser',
   'defaultTransport',
   'vpcId',
@@ -86,6 +92,8 @@ export const CONTEXT_KEYS = [
 ] as const;
 
 const OS_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+/** CloudFormation: a letter, then letters, digits and hyphens, 128 characters at most. */
+const STACK_NAME = /^[A-Za-z][A-Za-z0-9-]{0,127}$/;
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
 const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
 const SECURITY_GROUP_ID = /^sg-[0-9a-f]{8,17}$/;
@@ -185,6 +193,7 @@ function subnetList(raw: Raw): string[] | undefined {
 
 /** Checks raw context values and fills in the defaults. */
 export function parseSettings(raw: Raw): InstallerSettings {
+  const stackName = matching(raw, 'stackName', STACK_NAME, 'WorkspacePluginInstaller or plugins-staging') ?? DEFAULT_SETTINGS.stackName;
   const osUser = matching(raw, 'osUser', OS_USER, 'ubuntu or ec2-user') ?? DEFAULT_SETTINGS.osUser;
   const transport = text(raw, 'defaultTransport') ?? DEFAULT_SETTINGS.defaultTransport;
   if (transport !== 'eic' && transport !== 'ssm') {
@@ -205,6 +214,17 @@ export function parseSettings(raw: Raw): InstallerSettings {
     throw new SettingsError('context eicEndpointId and eicEndpointDns go together: give both (tunnel through the endpoint) or neither');
   }
 
+  // EIC connects from the functions to the instance's private IP: without an endpoint to tunnel
+  // through or a place in the workspace VPC, every step and the rollback would end HostUnreachable.
+  if (transport === 'eic' && endpointId === undefined && vpcParts === 0) {
+    throw new SettingsError(
+      'context defaultTransport=eic needs a network path from the functions to the instances\' private IPs: '
+        + 'give eicEndpointId and eicEndpointDns (tunnel through an EC2 Instance Connect Endpoint), '
+        + 'or vpcId, subnetIds and securityGroupId (run the functions in the workspace VPC), '
+        + 'or use defaultTransport=ssm (see docs/deploy.md)',
+    );
+  }
+
   const apiCloudWatchRole = flag(raw, 'apiCloudWatchRole', DEFAULT_SETTINGS.apiCloudWatchRole);
 
   const sweep: SweepSettings = {
@@ -214,6 +234,7 @@ export function parseSettings(raw: Raw): InstallerSettings {
   };
 
   return {
+    stackName,
     osUser,
     defaultTransport: transport,
     apiCloudWatchRole,
@@ -228,4 +249,9 @@ export function settingsFromContext(node: Node): InstallerSettings {
   const raw: Raw = {};
   for (const key of CONTEXT_KEYS) raw[key] = node.tryGetContext(key) as unknown;
   return parseSettings(raw);
+}
+
+/** How the functions reach instances' private IPs for EIC (EIC_NETWORK_PATH, lambdas/commons/aws-deps.ts). */
+export function eicNetworkPath(settings: Pick<InstallerSettings, 'vpc' | 'eicEndpoint'>): 'endpoint' | 'vpc' | 'none' {
+  return settings.eicEndpoint ? 'endpoint' : settings.vpc ? 'vpc' : 'none';
 }

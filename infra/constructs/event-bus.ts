@@ -1,12 +1,12 @@
 /**
- * The EventBridge bus the workflows' Notify states put their events on (`Source:
+ * The EventBridge bus (`<stackName>-events`) the workflows' Notify states put their events on (`Source:
  * workspace-plugin-installer`), with an archive so a control plane that missed events can replay them.
  */
 import { Duration } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import { Construct } from 'constructs';
+import { MAX_EVENT_BUS_NAME, stackScopedName } from './physical-names.ts';
 
-export const EVENT_BUS_NAME = 'workspace-plugin-installer';
 export const EVENT_SOURCE = 'workspace-plugin-installer';
 
 /** Every `DetailType` the workflows emit (statemachine/*.asl.json). */
@@ -19,7 +19,7 @@ export const PLUGIN_EVENT_TYPES = [
 ] as const;
 
 export interface PluginEventBusProps {
-  /** Bus name. Default `workspace-plugin-installer`. */
+  /** Bus name. Default `<stackName>-events`, so two stacks in one region get their own bus. */
   readonly eventBusName?: string;
   /** Days the archive keeps events. Default 30. */
   readonly archiveDays?: number;
@@ -32,7 +32,7 @@ export class PluginEventBus extends Construct {
   constructor(scope: Construct, id: string, props: PluginEventBusProps = {}) {
     super(scope, id);
     this.bus = new events.EventBus(this, 'Bus', {
-      eventBusName: props.eventBusName ?? EVENT_BUS_NAME,
+      eventBusName: props.eventBusName ?? stackScopedName(this, 'events', MAX_EVENT_BUS_NAME),
       description: 'Plugin lifecycle events of workspace-plugin-installer (installed, failed, rolled back, uninstalled)',
     });
     this.archive = this.bus.archive('Archive', {

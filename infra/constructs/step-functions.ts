@@ -6,6 +6,7 @@
  *
  * Environment (read by lambdas/commons/aws-deps.ts): ARTIFACT_BUCKET, DEFAULT_TRANSPORT,
  * EIC_OS_USER, EIC_ENDPOINT_ID + EIC_ENDPOINT_DNS (only when an endpoint is configured),
+ * EIC_NETWORK_PATH (endpoint | vpc | none: without a path, EIC workspaces are refused up front),
  * LEASE_SECONDS, HOST_STEP_TIMEOUT_MS (host steps), POWERTOOLS_SERVICE_NAME,
  * POWERTOOLS_METRICS_NAMESPACE, NODE_OPTIONS=--enable-source-maps.
  *
@@ -36,7 +37,7 @@ import { NodejsFunction, OutputFormat, type BundlingOptions, type NodejsFunction
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import type { InstallerSettings, VpcPlacement } from '../settings.ts';
+import { eicNetworkPath, type InstallerSettings, type VpcPlacement } from '../settings.ts';
 import { ARTIFACTS_PREFIX, UPLOADS_PREFIX } from './artifact-bucket.ts';
 import { acknowledge, acknowledgeWildcardResource } from './nag.ts';
 
@@ -288,6 +289,7 @@ export class StepLambdas extends Construct {
       DEFAULT_TRANSPORT: settings.defaultTransport,
       EIC_OS_USER: settings.osUser,
       ...(settings.eicEndpoint ? { EIC_ENDPOINT_ID: settings.eicEndpoint.id, EIC_ENDPOINT_DNS: settings.eicEndpoint.dnsName } : {}),
+      EIC_NETWORK_PATH: eicNetworkPath(settings),
       LEASE_SECONDS: String(props.leaseSeconds ?? DEFAULT_LEASE_SECONDS),
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,

@@ -17,16 +17,17 @@ import type { IEventBus } from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { Construct } from 'constructs';
+import { Construct, type IConstruct } from 'constructs';
 import { placeholders, WORKFLOWS, workflowText, type WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
 import { acknowledgeWildcardResource } from './nag.ts';
+import { MAX_STATE_MACHINE_NAME, stackCreationId, stackScopedName } from './physical-names.ts';
 import type { StepLambda, StepLambdas } from './step-functions.ts';
 
 export const EVENT_BUS_PLACEHOLDER = 'EventBusName';
 
-/** `install` → `plugin-install`. */
-export function stateMachineName(workflow: WorkflowName): string {
-  return `plugin-${workflow}`;
+/** `install` → `<stackName>-install`: two stacks in one region get their own state machines. */
+export function stateMachineName(scope: IConstruct, workflow: WorkflowName): string {
+  return stackScopedName(scope, workflow, MAX_STATE_MACHINE_NAME);
 }
 
 export interface WorkflowsProps {
@@ -53,8 +54,10 @@ export class Workflows extends Construct {
     super(scope, id);
     this.logGroup = new logs.LogGroup(this, 'ExecutionLogs', {
       // Step Functions recommends the /aws/vendedlogs/ prefix: it keeps the CloudWatch Logs
-      // resource policy for log delivery from outgrowing its size limit.
-      logGroupName: `/aws/vendedlogs/states/${Stack.of(this).stackName}-workflows`,
+      // resource policy for log delivery from outgrowing its size limit. The group is retained on
+      // delete (it holds the execution history), so its name carries the stack's creation id:
+      // a redeploy after `cdk destroy` creates a new group instead of failing on the old one.
+      logGroupName: `/aws/vendedlogs/states/${Stack.of(this).stackName}-workflows-${stackCreationId()}`,
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
     });
 
@@ -80,7 +83,7 @@ export class Workflows extends Construct {
 
     const id = name.charAt(0).toUpperCase() + name.slice(1);
     const stateMachine = new sfn.StateMachine(this, id, {
-      stateMachineName: stateMachineName(name),
+      stateMachineName: stateMachineName(this, name),
       stateMachineType: sfn.StateMachineType.STANDARD,
       comment: `workspace-plugin-installer: ${name} (statemachine/${name}.asl.json)`,
       definitionBody: sfn.DefinitionBody.fromString(workflowText(name)),

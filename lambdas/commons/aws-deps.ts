@@ -5,6 +5,9 @@
  *   DEFAULT_TRANSPORT    eic | ssm, for instances without a PluginTransport tag (default ssm)
  *   EIC_OS_USER          OS user EC2 Instance Connect pushes keys for (default ubuntu)
  *   EIC_ENDPOINT_ID, EIC_ENDPOINT_DNS   connect through an EIC Endpoint (optional)
+ *   EIC_NETWORK_PATH     endpoint | vpc | none: how this function reaches instances' private IPs
+ *                        for EIC (default: endpoint when one is set, else none). Without a path,
+ *                        EIC workspaces are refused (TransportUnavailable) before any host step.
  *   LEASE_SECONDS        plugin lock lease (default 900)
  *   HOST_STEP_TIMEOUT_MS host step timeout (default 120000)
  */
@@ -15,7 +18,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { S3ArtifactStore } from '../core/artifacts/s3-artifact-store.ts';
 import { PluginError } from '../core/errors.ts';
 import { eicHostResolver } from '../core/host/eic-host.ts';
-import { transportResolver } from '../core/host/host-resolver.ts';
+import { transportResolver, unavailableTransport, type HostResolver } from '../core/host/host-resolver.ts';
 import { ssmHostResolver } from '../core/host/ssm-host.ts';
 import type { StepDeps } from '../core/steps/step-deps.ts';
 import { Ec2WorkspaceDirectory, type Ec2Transport } from '../core/workspaces/ec2-workspace-directory.ts';
@@ -37,6 +40,17 @@ export function defaultAwsClients(): AwsClients {
   return { s3: new S3Client({}), ec2: new EC2Client({}), ssm: new SSMClient({}), eic: new EC2InstanceConnectClient({}) };
 }
 
+export type EicNetworkPath = 'endpoint' | 'vpc' | 'none';
+
+export const EIC_PATH_HINT =
+  'tag the instance PluginTransport=ssm, or redeploy with an EC2 Instance Connect Endpoint (-c eicEndpointId=… -c eicEndpointDns=…) or in the workspace VPC (-c vpcId=… -c subnetIds=… -c securityGroupId=…); see docs/deploy.md';
+
+/** How EIC connections leave this function: through the endpoint, inside the VPC, or not at all. */
+export function eicNetworkPath(env: NodeJS.ProcessEnv): EicNetworkPath {
+  if (env.EIC_ENDPOINT_ID && env.EIC_ENDPOINT_DNS) return 'endpoint';
+  return env.EIC_NETWORK_PATH === 'vpc' ? 'vpc' : 'none';
+}
+
 export function awsDeps(env: NodeJS.ProcessEnv = process.env, clients: AwsClients = defaultAwsClients()): StepDeps {
   const bucket = env.ARTIFACT_BUCKET;
   if (!bucket) throw new PluginError('InvalidInput', 'ARTIFACT_BUCKET is not set', 'deploy with infra/ (it sets the function environment)');
@@ -44,10 +58,13 @@ export function awsDeps(env: NodeJS.ProcessEnv = process.env, clients: AwsClient
   const stepTimeoutMs = positiveInt(env.HOST_STEP_TIMEOUT_MS, 120_000);
   // maxTunnelDuration is always sent: the IAM policy's condition on it needs the key present.
   const endpoint = env.EIC_ENDPOINT_ID && env.EIC_ENDPOINT_DNS ? { id: env.EIC_ENDPOINT_ID, dnsName: env.EIC_ENDPOINT_DNS, maxTunnelDurationSeconds: 3600 } : undefined;
+  const eic: HostResolver = eicNetworkPath(env) === 'none'
+    ? unavailableTransport('eic', 'its functions run outside the workspaces\' VPC and have no EC2 Instance Connect Endpoint, so nothing routes to a private IP', EIC_PATH_HINT)
+    : eicHostResolver({ client: clients.eic, osUser: env.EIC_OS_USER || 'ubuntu', stepTimeoutMs, endpoint });
   return {
     workspaces: new Ec2WorkspaceDirectory({ client: clients.ec2, defaultTransport }),
     hosts: transportResolver({
-      eic: eicHostResolver({ client: clients.eic, osUser: env.EIC_OS_USER || 'ubuntu', stepTimeoutMs, endpoint }),
+      eic,
       ssm: ssmHostResolver({ client: clients.ssm, stepTimeoutMs }),
     }),
     artifacts: new S3ArtifactStore({ client: clients.s3, bucket }),

@@ -30,6 +30,7 @@ export const ERROR_CATEGORIES = {
   WorkspaceNotFound: 'refused',
   WorkspaceNotRunning: 'refused',
   ExternalRuntime: 'refused',
+  TransportUnavailable: 'refused',
   NotInstalled: 'refused',
   NothingToRestore: 'refused',
   LockBusy: 'busy',

@@ -8,6 +8,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { awsDeps, defaultAwsClients } from '../../lambdas/commons/aws-deps.ts';
 import { executionName } from '../../lambdas/core/execution-name.ts';
 import { newStamp } from '../../lambdas/core/stamp.ts';
 import { listPlugins } from '../../lambdas/core/steps/list-plugins.ts';
@@ -160,6 +161,42 @@ describe('over EC2 Instance Connect (real sshd), with the transport chosen per w
     } finally {
       await world2.stop();
       await eic.stop();
+    }
+  }, 120_000);
+});
+
+describe('a transport this deployment cannot reach', () => {
+  // The AWS composition root as an SSM-only deployment builds it (no EIC Endpoint, functions
+  // outside any VPC), serving a workspace whose instance is tagged PluginTransport=eic.
+  it('refuses install, rollback and uninstall in Prepare with TransportUnavailable and a hint, before any host step', async () => {
+    const env = { ARTIFACT_BUCKET: 'artifact-bucket', DEFAULT_TRANSPORT: 'ssm', EIC_OS_USER: 'ubuntu' };
+    const deployed = awsDeps(env, defaultAwsClients());
+    let registered = 0;
+    const world2 = await startAwsWorld([{ id: 'eic-no-path', transport: 'eic' }, { id: 'ssm-ok' }], {
+      eic: { resolver: deployed.hosts, hostRoot: '/nonexistent', register: () => ({ instanceId: `i-0e1c00000000000${++registered}`, privateIp: '10.0.0.9' }) },
+    });
+    try {
+      const go = (workflow: WorkflowName, input: Record<string, unknown>) => {
+        const stamp = newStamp();
+        return runWorkflow({ workflow, input: { ...input, stamp }, executionName: executionName('eic-no-path', 'hello-skills', stamp), deps: world2.deps, retryDelayMs: 10 });
+      };
+      for (const [workflow, input] of [
+        ['install', { workspace: 'eic-no-path', source: 'local://hello-skills', sha256: null, runtime: null }],
+        ['rollback', { workspace: 'eic-no-path', plugin: 'hello-skills' }],
+        ['uninstall', { workspace: 'eic-no-path', plugin: 'hello-skills' }],
+      ] as const) {
+        const r = await go(workflow, input);
+        expect(r.status, workflow).toBe('FAILED');
+        expect(r.error, workflow).toBe('TransportUnavailable');
+        expect(r.cause, workflow).toMatch(/eicEndpointId.*vpcId/);
+        // Prepare failed once (not retried: nothing transient about it) and no host step ran.
+        expect(r.steps.filter((s) => s.type === 'Task' && !s.name.startsWith('Notify')).map((s) => [s.name, s.attempts]), workflow).toEqual([['Prepare', 1]]);
+      }
+      // The SSM workspace of the same deployment is unaffected.
+      const ok = await runWorkflow({ workflow: 'install', input: { workspace: 'ssm-ok', source: 'local://hello-skills', sha256: null, runtime: null, stamp: newStamp() }, executionName: executionName('ssm-ok', 'hello-skills', newStamp()), deps: world2.deps, retryDelayMs: 10 });
+      expect(ok.status, ok.cause).toBe('SUCCEEDED');
+    } finally {
+      await world2.stop();
     }
   }, 120_000);
 });

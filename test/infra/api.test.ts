@@ -368,7 +368,7 @@ describe('api Lambda IAM', () => {
           sid: 'FollowWorkflows',
           effect: 'Allow',
           actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
-          resources: ['plugin-install', 'plugin-rollback', 'plugin-uninstall'].map((m) => `arn:${arn.partition}:states:${arn.region}:${arn.account}:execution:${m}:*`),
+          resources: ['install', 'rollback', 'uninstall'].map((w) => `WorkspacePluginInstaller-${w}`).map((m) => `arn:${arn.partition}:states:${arn.region}:${arn.account}:execution:${m}:*`),
           condition: undefined,
         },
       ]));

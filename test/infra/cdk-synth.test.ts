@@ -130,3 +130,27 @@ describe('cdk synth (CLI, offline)', () => {
     expect(loaded).toEqual(Array(FUNCTIONS).fill('function'));
   }, 200_000);
 });
+
+describe('cdk synth refuses a deployment that cannot reach its hosts', () => {
+  it('defaultTransport=eic without an EIC Endpoint or VPC placement fails before building anything, naming the context values to set', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cdk-synth-refused-'));
+    try {
+      const run = spawnSync('npx', ['cdk', 'synth', '--quiet', '--no-notices', '--no-lookups', '-c', 'defaultTransport=eic', '-o', dir], {
+        cwd: ROOT,
+        env: offlineEnv(),
+        encoding: 'utf8',
+        timeout: SYNTH_TIMEOUT_MS,
+      });
+      const text = `${run.stdout}${run.stderr}`;
+      expect(run.status, text.slice(-4000)).not.toBe(0);
+      expect(text).toMatch(/defaultTransport=eic needs a network path/);
+      expect(text).toMatch(/eicEndpointId and eicEndpointDns/);
+      expect(text).toMatch(/vpcId, subnetIds and securityGroupId/);
+      // One line naming the value and the fix, not a stack trace.
+      expect(text).not.toMatch(/\n\s+at /);
+      expect(existsSync(join(dir, `${STACK_NAME}.template.json`))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, SYNTH_TIMEOUT_MS + 10_000);
+});

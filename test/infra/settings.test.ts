@@ -1,17 +1,17 @@
 /** Deployment settings from CDK context: defaults, the `-c key=value` forms, and refusals. */
 import { App } from 'aws-cdk-lib';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SWEEP, parseSettings, settingsFromContext, SettingsError } from '../../infra/settings.ts';
+import { DEFAULT_SWEEP, eicNetworkPath, parseSettings, settingsFromContext, SettingsError } from '../../infra/settings.ts';
 import { cdkJson } from './infra-helpers.ts';
 
 describe('settings', () => {
   it('default to the ubuntu user and the SSM transport, outside a VPC, without an endpoint, setting the API Gateway CloudWatch role', () => {
-    expect(parseSettings({})).toEqual({ osUser: 'ubuntu', defaultTransport: 'ssm', apiCloudWatchRole: true, sweep: { schedule: 'rate(1 day)', olderThanDays: 7, keepNewest: 1 } });
+    expect(parseSettings({})).toEqual({ stackName: 'WorkspacePluginInstaller', osUser: 'ubuntu', defaultTransport: 'ssm', apiCloudWatchRole: true, sweep: { schedule: 'rate(1 day)', olderThanDays: 7, keepNewest: 1 } });
     expect(DEFAULT_SWEEP).toEqual({ schedule: 'rate(1 day)', olderThanDays: 7, keepNewest: 1 });
   });
 
   it('cdk.json carries the same defaults', () => {
-    expect(settingsFromContext(new App({ context: cdkJson().context }).node)).toEqual({ osUser: 'ubuntu', defaultTransport: 'ssm', apiCloudWatchRole: true, sweep: DEFAULT_SWEEP });
+    expect(settingsFromContext(new App({ context: cdkJson().context }).node)).toEqual({ stackName: 'WorkspacePluginInstaller', osUser: 'ubuntu', defaultTransport: 'ssm', apiCloudWatchRole: true, sweep: DEFAULT_SWEEP });
   });
 
   it.each([
@@ -30,6 +30,7 @@ describe('settings', () => {
     const vpc = { vpcId: 'vpc-0123456789abcdef0', securityGroupId: 'sg-0123456789abcdef0' };
     const endpoint = { eicEndpointId: 'eice-0123456789abcdef0', eicEndpointDns: 'eice-0123456789abcdef0.abc.ec2-instance-connect-endpoint.eu-west-1.amazonaws.com' };
     const expected = {
+      stackName: 'WorkspacePluginInstaller',
       osUser: 'ec2-user',
       defaultTransport: 'eic',
       vpc: { ...vpc, subnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'] },
@@ -89,8 +90,20 @@ describe('settings', () => {
     expect(() => parseSettings(raw as never)).toThrow(message);
   });
 
+  it('accept defaultTransport=eic with either network path, and report which one the functions use', () => {
+    const endpoint = { eicEndpointId: 'eice-0123456789abcdef0', eicEndpointDns: 'eice-0123456789abcdef0.1a2b3c4d.ec2-instance-connect-endpoint.us-east-1.amazonaws.com' };
+    const vpc = { vpcId: 'vpc-0123456789abcdef0', subnetIds: 'subnet-0123456789abcdef0', securityGroupId: 'sg-0123456789abcdef0' };
+    expect(eicNetworkPath(parseSettings({ defaultTransport: 'eic', ...endpoint }))).toBe('endpoint');
+    expect(eicNetworkPath(parseSettings({ defaultTransport: 'eic', ...vpc }))).toBe('vpc');
+    expect(eicNetworkPath(parseSettings({ defaultTransport: 'eic', ...vpc, ...endpoint }))).toBe('endpoint');
+    expect(eicNetworkPath(parseSettings({}))).toBe('none');
+  });
+
   it.each([
     [{ defaultTransport: 'ssh' }, /defaultTransport/],
+    // EIC needs a network path to private IPs: an endpoint, or the functions in the workspace VPC.
+    [{ defaultTransport: 'eic' }, /defaultTransport=eic needs a network path.*eicEndpointId and eicEndpointDns.*vpcId, subnetIds and securityGroupId.*defaultTransport=ssm/],
+    [{ defaultTransport: 'eic', osUser: 'ec2-user', apiCloudWatchRole: false }, /defaultTransport=eic needs a network path/],
     [{ osUser: 'root; rm -rf /' }, /osUser/],
     [{ vpcId: 'vpc-0123456789abcdef0' }, /go together/],
     [{ vpcId: 'vpc-0123456789abcdef0', subnetIds: 'subnet-0123456789abcdef0' }, /go together/],
@@ -100,6 +113,9 @@ describe('settings', () => {
     [{ eicEndpointId: 'eice-0123456789abcdef0' }, /go together/],
     [{ eicEndpointId: 'eice-0123456789abcdef0', eicEndpointDns: 'not a host name' }, /eicEndpointDns/],
     [{ osUser: 7 }, /must be a string/],
+    [{ stackName: '1stack' }, /stackName/],
+    [{ stackName: 'my_stack' }, /stackName/],
+    [{ stackName: 'x'.repeat(129) }, /stackName/],
     [{ apiCloudWatchRole: 'no' }, /apiCloudWatchRole/],
     [{ apiCloudWatchRole: 1 }, /apiCloudWatchRole/],
   ])('refuse %j', (raw, message) => {

@@ -21,7 +21,9 @@ import { awsDeps, defaultAwsClients } from '../../lambdas/commons/aws-deps.ts';
 import type { S3ArtifactStore } from '../../lambdas/core/artifacts/s3-artifact-store.ts';
 import { WORKSPACE_ID_TAG, type Ec2WorkspaceDirectory } from '../../lambdas/core/workspaces/ec2-workspace-directory.ts';
 import { ROLLBACK_FAILED } from '../../infra/constructs/alarms.ts';
-import { EVENT_BUS_NAME, EVENT_SOURCE, PLUGIN_EVENT_TYPES } from '../../infra/constructs/event-bus.ts';
+import { EVENT_SOURCE, PLUGIN_EVENT_TYPES } from '../../infra/constructs/event-bus.ts';
+
+const EVENT_BUS_NAME = 'WorkspacePluginInstaller-events';
 import { MIN_REASON_LENGTH } from '../../infra/constructs/nag.ts';
 import { isHostStep, STEP_SPECS, stepPlaceholder, WORKSPACE_TAG, type StepSpec } from '../../infra/constructs/step-functions.ts';
 import { buildInstallerApp } from '../../infra/installer-app.ts';
@@ -198,6 +200,7 @@ describe('step Lambdas', () => {
         ...common,
         DEFAULT_TRANSPORT: 'ssm',
         EIC_OS_USER: 'ubuntu',
+        EIC_NETWORK_PATH: 'none',
         ...hostTimeout(spec),
       });
       expect(variables(variant, spec), spec.file).toEqual({
@@ -207,6 +210,7 @@ describe('step Lambdas', () => {
         EIC_OS_USER: 'ec2-user',
         EIC_ENDPOINT_ID: VARIANT_CONTEXT.eicEndpointId,
         EIC_ENDPOINT_DNS: VARIANT_CONTEXT.eicEndpointDns,
+        EIC_NETWORK_PATH: 'endpoint',
         ...hostTimeout(spec),
       });
     }
@@ -429,10 +433,10 @@ describe('state machines', () => {
     };
   };
 
-  it('are Standard, named plugin-<workflow>, log everything but execution data, and trace', () => {
+  it('are Standard, named <stackName>-<workflow>, log everything but execution data, and trace', () => {
     for (const name of WORKFLOWS) {
       const props = machine(base, name);
-      expect(props.StateMachineName).toBe(`plugin-${name}`);
+      expect(props.StateMachineName).toBe(`WorkspacePluginInstaller-${name}`);
       expect(props.StateMachineType ?? 'STANDARD').toBe('STANDARD');
       expect(props.LoggingConfiguration).toEqual({
         Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [logicalId(base.stack.workflows.logGroup), 'Arn'] } } }],
@@ -510,7 +514,7 @@ describe('state machines', () => {
 });
 
 describe('event bus', () => {
-  it('is named workspace-plugin-installer and archives the plugin events', () => {
+  it('is named <stackName>-events and archives the plugin events', () => {
     base.template.hasResourceProperties('AWS::Events::EventBus', { Name: EVENT_BUS_NAME });
     base.template.hasResourceProperties('AWS::Events::Archive', {
       SourceArn: { 'Fn::GetAtt': [logicalId(base.stack.bus), 'Arn'] },

@@ -12,6 +12,7 @@ export const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   LockBusy: 409,
   NothingToRestore: 409,
   ExternalRuntime: 422,
+  TransportUnavailable: 422,
   ChecksumMismatch: 422,
   UnpinnedSource: 422,
   RuntimeMismatch: 422,

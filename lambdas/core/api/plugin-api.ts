@@ -79,6 +79,8 @@ async function workspaceFor(deps: ApiDeps, id: string, refuseExternal: boolean):
   }
   if (found.status === 'not-found') throw new PluginError('WorkspaceNotFound', `workspace ${id} does not exist`, 'check the workspace id (EC2 tag WorkspaceId)');
   if (found.status === 'not-running') throw new PluginError('WorkspaceNotRunning', `workspace ${id} is not running: ${found.reason}`, 'start the workspace, then retry');
+  // A transport this deployment cannot reach answers 422 now, not as an execution failing later.
+  if (found.workspace.runtime !== 'external') deps.steps.hosts(found.workspace);
   return found.workspace;
 }
 

@@ -32,8 +32,19 @@ export function transportResolver(resolvers: Partial<Record<Transport, HostResol
     const resolve = resolvers[workspace.transport];
     if (!resolve) {
       const configured = Object.keys(resolvers).join(', ') || 'none';
-      throw new PluginError('HostStepFailed', `workspace ${workspace.id} wants transport ${workspace.transport}, which is not configured (configured: ${configured})`, 'set its PluginTransport tag to a configured transport, or configure this one');
+      throw new PluginError('TransportUnavailable', `workspace ${workspace.id} wants transport ${workspace.transport}, which is not configured (configured: ${configured})`, 'set its PluginTransport tag to a configured transport, or configure this one');
     }
     return resolve(workspace);
+  };
+}
+
+/**
+ * A transport this deployment cannot use: EIC from Lambdas that run outside the workspaces' VPC
+ * and have no EIC Endpoint cannot reach a private IP, so every step (and the rollback) would end
+ * HostUnreachable after its retries. Refusing at the first lookup, before any host step, says why.
+ */
+export function unavailableTransport(transport: Transport, why: string, hint: string): HostResolver {
+  return (workspace) => {
+    throw new PluginError('TransportUnavailable', `workspace ${workspace.id} uses transport ${transport}, which this deployment cannot reach: ${why}`, hint);
   };
 }

@@ -6,17 +6,16 @@
 import { PassThrough } from 'node:stream';
 import { PluginError } from '../errors.ts';
 import { assertRuntimeSupported, parseManifest } from '../manifest.ts';
-import { pluginsRoot } from '../runtimes.ts';
 import { assertSourcePinned, resolveSource } from '../sources/resolve-source.ts';
 import { inspectTarball, type TarballReport } from '../tarball/inspect-tarball.ts';
-import { runningWorkspace } from './host-for.ts';
+import { reachableWorkspace } from './host-for.ts';
 import type { StepDeps } from './step-deps.ts';
 import type { InstallPlan, InstallRequest } from './step-payloads.ts';
 
 export async function prepareInstall(deps: StepDeps, request: InstallRequest): Promise<InstallPlan> {
-  const workspace = await runningWorkspace(deps, request.workspace);
-  // External workspaces answer before anything is read (seed: 422 + hint first).
-  pluginsRoot(workspace.runtime);
+  // External workspaces answer before anything is read (seed: 422 + hint first), then a
+  // transport this deployment cannot reach.
+  const workspace = await reachableWorkspace(deps, request.workspace);
   if (request.runtime && request.runtime !== workspace.runtime) {
     throw new PluginError('InvalidInput', `workspace ${workspace.id} runs ${workspace.runtime}, not ${request.runtime}`, 'drop the runtime override or pick the right workspace');
   }
