@@ -104,7 +104,19 @@ export function hostStepTimeoutMs(spec: StepSpec): number {
   return hostOperationTimeoutMs(spec.timeout);
 }
 
-/** The host-operation budget of any function that reaches hosts (steps, the api): its timeout less 15 s. */
+/**
+ * How much longer a workflow's Task waits than the function it invokes (its TimeoutSeconds in
+ * statemachine/*.asl.json): a cold start and invoke overhead must not fire States.Timeout, which
+ * is not retried and would start RollBack while the step still runs. The function's own timeout
+ * surfaces as Lambda.Unknown, which the Tasks retry (test/infra/timeouts.test.ts checks both).
+ */
+export const TASK_TIMEOUT_MARGIN_SECONDS = 30;
+
+/**
+ * The host-operation budget of any function that reaches hosts (steps, the api): its timeout less
+ * 15 s for the workspace lookup and cancelling an SSM command. The EIC adapter counts connecting
+ * (key push, tunnel, handshake) inside it.
+ */
 export function hostOperationTimeoutMs(functionTimeout: Duration): number {
   return functionTimeout.toMilliseconds() - HOST_STEP_MARGIN_MS;
 }

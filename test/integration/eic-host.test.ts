@@ -164,6 +164,22 @@ describe.skipIf(!sshdAvailable)('EIC host, direct to the private IP', () => {
     await h?.stop();
   });
 
+  it('counts connecting against the step\'s time: a key push slower than the whole budget ends the step HostTimeout; the late connection serves the retry', async () => {
+    const target = h.resolverWith({ stepTimeoutMs: 1_000 })(h.workspace('ws-slow-push'));
+    const handshakes = h.counters.handshakes;
+    // The key is stored, and the API's answer is held past the step's whole budget.
+    h.eicApi.delayNextResponse(3_000);
+    const error = await failure(new HostSteps(target).list());
+    expect(error.code, error.message).toBe('HostTimeout');
+    expect(error.message).toMatch(/could not connect within the step's 1000 ms/);
+    expect(error.retryable).toBe(true);
+    // The connection finished after the step gave up is kept, not leaked half-open: the retry
+    // (with a budget that covers what is left of the push) uses it, with no second handshake.
+    const listed = await new HostSteps(target, 20_000).list();
+    expect(listed.plugins).toEqual([]);
+    expect(h.counters.handshakes - handshakes).toBe(1);
+  });
+
   it('resolves eic workspaces to <rootPrefix><runtime root>, owner 1000:1000, and refuses others', () => {
     const target = h.resolver(h.workspace('ws-a'));
     expect(target.host).toBeInstanceOf(EicHost);

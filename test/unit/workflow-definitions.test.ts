@@ -13,6 +13,8 @@ interface Retrier {
   ErrorEquals: string[];
   IntervalSeconds?: number;
   MaxAttempts?: number;
+  BackoffRate?: number;
+  JitterStrategy?: string;
 }
 interface Catcher {
   ErrorEquals: string[];
@@ -37,8 +39,20 @@ interface Definition {
 }
 
 const FUNCTION_ARN = /^\$\{([A-Za-z0-9]+FunctionArn)\}$/;
-/** Service errors a Lambda Task may hit, retried next to our transient codes. */
-const LAMBDA_SERVICE_ERRORS = ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException'];
+/**
+ * What invoking a Lambda may fail with besides our own codes, retried as AWS recommends
+ * (docs: Step Functions, "Handle Lambda service exceptions": 2 s, 6 attempts, backoff 2):
+ * Lambda's transient service errors, throttling, and Lambda.Unknown (a function timeout, an
+ * out-of-memory or crashed runtime): every step is idempotent, so running it again is safe.
+ */
+const LAMBDA_SERVICE_ERRORS = [
+  'Lambda.ClientExecutionTimeoutException',
+  'Lambda.ServiceException',
+  'Lambda.AWSLambdaException',
+  'Lambda.SdkClientException',
+  'Lambda.TooManyRequestsException',
+  'Lambda.Unknown',
+];
 
 function load(name: WorkflowName): Definition {
   return JSON.parse(workflowText(name)) as Definition;
@@ -119,6 +133,17 @@ describe.each(WORKFLOWS.map((w) => [w] as const))('%s.asl.json', (workflow) => {
       expect(retried, name).not.toContain('States.ALL');
       expect(retried.filter((e) => !LAMBDA_SERVICE_ERRORS.includes(e) && e !== 'LockBusy').sort(), name).toEqual([...RETRYABLE_CODES].sort());
       for (const r of s.Retry!) expect(r.MaxAttempts, name).toBeGreaterThan(0);
+    }
+  });
+
+  it('every Lambda Task retries the Lambda service errors, Lambda.ClientExecutionTimeoutException and Lambda.Unknown as AWS recommends, jittered', () => {
+    for (const [name, s] of states) {
+      if (!lambdaPlaceholder(s)) continue;
+      const lambda = s.Retry!.filter((r) => r.ErrorEquals.some((e) => e.startsWith('Lambda.')));
+      expect(lambda, name).toEqual([{ ErrorEquals: LAMBDA_SERVICE_ERRORS, IntervalSeconds: 2, MaxAttempts: 6, BackoffRate: 2, JitterStrategy: 'FULL' }]);
+      // States.Timeout (the Task's own timeout) is not retried: the Task outlasts the function
+      // (test/infra/timeouts.test.ts), so a slow step surfaces as Lambda.Unknown, retried above.
+      expect(s.Retry!.flatMap((r) => r.ErrorEquals), name).not.toContain('States.Timeout');
     }
   });
 

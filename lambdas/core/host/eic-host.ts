@@ -186,9 +186,11 @@ export class EicHost implements RemoteHost {
   async #run(invocation: HostInvocation): Promise<HostRawResult> {
     const command = hostCommandLine(invocation, { privilege: this.#privilege });
     const timeoutMs = invocation.timeoutMs ?? this.#stepTimeoutMs;
-    let { conn, reused } = await this.#acquire(false);
-    // The step's time starts once connected (connecting has its own timeout).
-    let deadline = Date.now() + timeoutMs;
+    // The step's time starts now: pushing the key, the tunnel and the SSH handshake count against
+    // it, so a step ends within its budget (and so within the Lambda's timeout) however slow
+    // connecting is, instead of starting its clock only once connected.
+    const deadline = Date.now() + timeoutMs;
+    let { conn, reused } = await this.#acquireBefore(false, deadline, invocation.op, timeoutMs);
     let channel: ClientChannel;
     try {
       channel = await this.#exec(conn, command, invocation.op, deadline - Date.now());
@@ -198,8 +200,7 @@ export class EicHost implements RemoteHost {
       // nothing ran yet, so one fresh connection is safe.
       if (!reused || (error instanceof PluginError && error.code === 'HostTimeout')) throw error;
       this.#retire(conn, 'exec failed on a reused connection');
-      ({ conn, reused } = await this.#acquire(true));
-      deadline = Date.now() + timeoutMs;
+      ({ conn, reused } = await this.#acquireBefore(true, deadline, invocation.op, timeoutMs));
       try {
         channel = await this.#exec(conn, command, invocation.op, deadline - Date.now());
       } catch (retryError) {
@@ -225,6 +226,35 @@ export class EicHost implements RemoteHost {
   #usable(conn: Connection): boolean {
     // A connection nobody has used yet was made for the run asking (or one waiting with it).
     return !conn.dead && (conn.active > 0 || conn.uses === 0 || Date.now() - conn.lastUsed < this.#idleTimeoutMs);
+  }
+
+  /**
+   * #acquire, bounded by the step's deadline. A connection still being made when the deadline
+   * passes is not abandoned half-open: once it is ready it is released (idle, reusable) or, if it
+   * fails, forgotten, as for any other run.
+   */
+  async #acquireBefore(fresh: boolean, deadline: number, op: string, budgetMs: number): Promise<{ conn: Connection; reused: boolean }> {
+    const acquiring = this.#acquire(fresh);
+    let timer: NodeJS.Timeout | undefined;
+    let late = false;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        late = true;
+        reject(new PluginError(
+          'HostTimeout',
+          `host step ${op} on ${this.#instance.instanceId} could not connect within the step's ${budgetMs} ms (key push, ${this.#endpoint ? 'tunnel, ' : ''}SSH handshake)`,
+          'the step is idempotent and will be retried',
+        ));
+      }, Math.max(1, deadline - Date.now()));
+    });
+    acquiring.then((got) => {
+      if (late) this.#release(got.conn);
+    }, () => undefined);
+    try {
+      return await Promise.race([acquiring, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async #acquire(fresh: boolean): Promise<{ conn: Connection; reused: boolean }> {
