@@ -13,6 +13,9 @@
  *   data is left out of the logs (`includeExecutionData: false`); the metric reports 1 per match
  *   and the alarm looks at the maximum, so an execution that produces both counts once.
  *   Why not the Lambda's logs: retries exhausted on RollBack never log a `RollbackFailed` there.
+ * - `NotificationsUndelivered` (ours): a Notify state's PutEvents failed after its retries and its
+ *   Catch led to a `NotificationUndelivered…` Pass state, whose `PassStateEntered` event (state
+ *   name only, no execution data) the metric filter counts. The execution's outcome is unchanged.
  */
 import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -37,6 +40,22 @@ export function rollbackFailedPattern(): logs.IFilterPattern {
   );
 }
 
+/**
+ * The metric (and the prefix of the Pass states every Notify state's Catch leads to) of events
+ * that could not be put on the bus even after retries. The execution keeps its outcome; the
+ * control plane missed an event, so someone should know.
+ */
+export const NOTIFICATIONS_UNDELIVERED = 'NotificationsUndelivered';
+export const UNDELIVERED_STATE_PREFIX = 'NotificationUndelivered';
+
+/** Matches the execution-log event of entering a `NotificationUndelivered…` state. */
+export function undeliveredPattern(): logs.IFilterPattern {
+  return logs.FilterPattern.all(
+    logs.FilterPattern.stringValue('$.type', '=', 'PassStateEntered'),
+    logs.FilterPattern.stringValue('$.details.name', '=', `${UNDELIVERED_STATE_PREFIX}*`),
+  );
+}
+
 export interface InstallerAlarmsProps {
   readonly stateMachines: Readonly<Record<WorkflowName, sfn.IStateMachine>>;
   /** Where the state machines log their execution history. */
@@ -49,6 +68,8 @@ export class InstallerAlarms extends Construct {
   readonly executionsFailed: Readonly<Record<WorkflowName, cloudwatch.Alarm>>;
   readonly rollbackFailed: cloudwatch.Alarm;
   readonly rollbackFailedMetric: cloudwatch.Metric;
+  readonly notificationsUndelivered: cloudwatch.Alarm;
+  readonly notificationsUndeliveredMetric: cloudwatch.Metric;
 
   constructor(scope: Construct, id: string, props: InstallerAlarmsProps) {
     super(scope, id);
@@ -114,5 +135,23 @@ export class InstallerAlarms extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     this.rollbackFailed.addAlarmAction(action);
+
+    const undelivered = new logs.MetricFilter(this, 'NotificationsUndeliveredFilter', {
+      logGroup: props.executionLogGroup,
+      filterPattern: undeliveredPattern(),
+      metricNamespace: METRICS_NAMESPACE,
+      metricName: NOTIFICATIONS_UNDELIVERED,
+      metricValue: '1',
+    });
+    this.notificationsUndeliveredMetric = undelivered.metric({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM });
+    this.notificationsUndelivered = new cloudwatch.Alarm(this, 'NotificationsUndelivered', {
+      alarmDescription: 'A plugin event could not be put on the event bus after retries: the operation itself finished (its execution says how), but the control plane did not hear of it. See the execution\'s NotificationUndelivered… state for the error, and replay or tell the control plane.',
+      metric: this.notificationsUndeliveredMetric,
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.notificationsUndelivered.addAlarmAction(action);
   }
 }

@@ -20,7 +20,7 @@ import { STEP_BY_PLACEHOLDER } from '../../lambdas/handlers/all-steps.ts';
 import { awsDeps, defaultAwsClients } from '../../lambdas/commons/aws-deps.ts';
 import type { S3ArtifactStore } from '../../lambdas/core/artifacts/s3-artifact-store.ts';
 import { WORKSPACE_ID_TAG, type Ec2WorkspaceDirectory } from '../../lambdas/core/workspaces/ec2-workspace-directory.ts';
-import { ROLLBACK_FAILED } from '../../infra/constructs/alarms.ts';
+import { NOTIFICATIONS_UNDELIVERED, ROLLBACK_FAILED, UNDELIVERED_STATE_PREFIX } from '../../infra/constructs/alarms.ts';
 import { EVENT_SOURCE, PLUGIN_EVENT_TYPES } from '../../infra/constructs/event-bus.ts';
 
 const EVENT_BUS_NAME = 'WorkspacePluginInstaller-events';
@@ -77,9 +77,9 @@ describe('resources', () => {
     t.resourceCountIs('AWS::Events::Archive', 1);
     t.resourceCountIs('AWS::SNS::Topic', 1);
     t.resourceCountIs('AWS::KMS::Key', 1);
-    // ExecutionsFailed ×3, RollbackFailed, the sweeper's Errors and SweepHostsFailed.
-    t.resourceCountIs('AWS::CloudWatch::Alarm', 6);
-    t.resourceCountIs('AWS::Logs::MetricFilter', 1);
+    // ExecutionsFailed ×3, RollbackFailed, NotificationsUndelivered, the sweeper's Errors and SweepHostsFailed.
+    t.resourceCountIs('AWS::CloudWatch::Alarm', 7);
+    t.resourceCountIs('AWS::Logs::MetricFilter', 2);
     t.resourceCountIs('AWS::ApiGateway::RestApi', 1);
     // The sweeper's schedule, and nothing else.
     t.resourceCountIs('AWS::Events::Rule', 1);
@@ -565,6 +565,34 @@ describe('alarms', () => {
     for (const name of WORKFLOWS) {
       const states = (JSON.parse(workflowText(name)) as { States: Record<string, { Type: string; Error?: string }> }).States;
       expect(states[ROLLBACK_FAILED], name).toEqual(expect.objectContaining({ Type: 'Fail', Error: ROLLBACK_FAILED }));
+    }
+  });
+
+  it('alarm on notifications that could not be delivered, through a metric filter on the states every Notify Catch leads to', () => {
+    base.template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      LogGroupName: { Ref: logicalId(base.stack.workflows.logGroup) },
+      FilterPattern: `{ ($.type = "PassStateEntered") && ($.details.name = "${UNDELIVERED_STATE_PREFIX}*") }`,
+      MetricTransformations: [{ MetricNamespace: 'WorkspacePluginInstaller', MetricName: NOTIFICATIONS_UNDELIVERED, MetricValue: '1' }],
+    });
+    base.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'WorkspacePluginInstaller',
+      MetricName: NOTIFICATIONS_UNDELIVERED,
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      AlarmActions: [{ Ref: logicalId(base.stack.alarmTopic) }],
+    });
+    // Every Notify state is caught, into a Pass state the filter matches, which goes on to where
+    // the Notify state would have: the outcome does not change.
+    for (const name of WORKFLOWS) {
+      const states = (JSON.parse(workflowText(name)) as { States: Record<string, { Type: string; Resource?: string; Next?: string; Catch?: { ErrorEquals: string[]; Next: string }[] }> }).States;
+      for (const [stateName, state] of Object.entries(states)) {
+        if (state.Resource !== 'arn:aws:states:::events:putEvents') continue;
+        expect(state.Catch, `${name}.${stateName}`).toHaveLength(1);
+        const caught = state.Catch![0]!;
+        expect(caught.ErrorEquals).toEqual(['States.ALL']);
+        expect(caught.Next.startsWith(UNDELIVERED_STATE_PREFIX), caught.Next).toBe(true);
+        expect(states[caught.Next]).toMatchObject({ Type: 'Pass', Next: state.Next });
+      }
     }
   });
 
