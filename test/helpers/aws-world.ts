@@ -19,6 +19,7 @@ import { BUNDLED_CATALOG } from '../../lambdas/commons/local-deps.ts';
 import { startEc2Api, type Ec2ApiStandIn, type Ec2State, type StandInInstance } from '../servers/ec2-api.ts';
 import { startS3, type S3StandIn } from '../servers/s3.ts';
 import { instanceIdFor, startSsmHarness, type SsmHarness } from '../servers/ssm-harness.ts';
+import { TEST_CREDENTIALS } from '../servers/sigv4.ts';
 
 export interface WorkspaceSpec {
   id: string;
@@ -67,7 +68,7 @@ export async function startAwsWorld(workspaces: WorkspaceSpec[], options: { eic?
     instances.push({ instanceId, state: w.state ?? 'running', privateIp, tags: { WorkspaceId: w.id, Runtime: runtime, PluginTransport: transport } });
   }
   const ec2 = await startEc2Api({ instances });
-  const ec2Client = new EC2Client({ endpoint: ec2.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'AKIDLOCAL', secretAccessKey: 'local-secret' }, maxAttempts: 1 });
+  const ec2Client = new EC2Client({ endpoint: ec2.endpoint, region: 'us-east-1', credentials: { ...TEST_CREDENTIALS }, maxAttempts: 1 });
   const eventsFile = join(dir, 'events.jsonl');
   const deps: StepDeps & { events: EventSink } = {
     workspaces: new Ec2WorkspaceDirectory({ client: ec2Client, defaultTransport: 'ssm' }),

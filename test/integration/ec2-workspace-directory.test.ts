@@ -9,6 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PluginError } from '../../lambdas/core/errors.ts';
 import { Ec2WorkspaceDirectory } from '../../lambdas/core/workspaces/ec2-workspace-directory.ts';
 import { startEc2Api, type Ec2ApiStandIn, type StandInInstance } from '../servers/ec2-api.ts';
+import { TEST_CREDENTIALS } from '../servers/sigv4.ts';
 
 let api: Ec2ApiStandIn;
 const clients: EC2Client[] = [];
@@ -17,7 +18,7 @@ function client(config: Partial<EC2ClientConfig> = {}, endpoint = api.endpoint):
   const c = new EC2Client({
     endpoint,
     region: 'us-east-1',
-    credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
+    credentials: { ...TEST_CREDENTIALS },
     // Transient-error tests must see the first failure, not the SDK's retry of it.
     maxAttempts: 1,
     ...config,

@@ -417,7 +417,22 @@ describe.skipIf(!sshdAvailable)('EIC host through an EIC Endpoint tunnel', () =>
     expect(otherPort.code).toBe('HostUnreachable');
     expect(endpoint.lastRejection).toMatch(/remotePort 2222/);
 
-    expect(endpoint.rejected - rejectedBefore).toBe(6);
+    // Temporary credentials, as Lambda has them: the session token must travel in the URL and be
+    // covered by the signature.
+    expect(path).toMatch(/[?&]X-Amz-Security-Token=/);
+    const stripped = path.replace(/&?X-Amz-Security-Token=[^&]*/, '');
+    expect(await rawOpen(`${endpoint.url}${stripped}`, TEST_ENDPOINT_DNS)).toBe(403);
+    expect(endpoint.lastRejection).toMatch(/X-Amz-Security-Token is missing/);
+    const otherToken = path.replace(/X-Amz-Security-Token=[^&]*/, 'X-Amz-Security-Token=another-token');
+    expect(await rawOpen(`${endpoint.url}${otherToken}`, TEST_ENDPOINT_DNS)).toBe(403);
+    expect(endpoint.lastRejection).toMatch(/security token .* invalid/);
+    const { sessionToken: _dropped, ...longTerm } = TEST_CREDENTIALS;
+    void _dropped;
+    const withoutToken = await failure(openEicTunnel({ ...request, url: endpoint.url, credentials: longTerm }));
+    expect(withoutToken.code).toBe('HostUnreachable');
+    expect(endpoint.lastRejection).toMatch(/X-Amz-Security-Token is missing/);
+
+    expect(endpoint.rejected - rejectedBefore).toBe(9);
   });
 
   it('turns a tunnel dropped mid-stage into a retryable error, and the retry succeeds', async () => {

@@ -19,6 +19,7 @@ import { FLEET_ROOTS, fleetSweep, type FleetSweepSummary } from '../../lambdas/c
 import { DAY_MS, sweepRules } from '../../lambdas/core/sweep/sweep-rules.ts';
 import { sweeperHandler } from '../../lambdas/handlers/sweeper.ts';
 import { startSsmApi, type FakeInstance, type SsmApi } from '../servers/ssm-api.ts';
+import { TEST_CREDENTIALS } from '../servers/sigv4.ts';
 
 const NOW = new Date();
 const DAY = (days: number, suffix = 'aaaa') => `${stampTime(new Date(NOW.getTime() + days * DAY_MS))}-${suffix}`;
@@ -114,7 +115,7 @@ async function startFleet(n: number, rules: SweepRules): Promise<Fleet> {
   await entry(join(stray, 'configs/plugins'), `.previous/s.${DAY(-29)}`, 100);
   instances['i-0ffffffffffffffff'] = { root: stray, tags: { Name: 'bastion' } };
   const api = await startSsmApi({ instances, deliveryDelayMs: 5 });
-  const client = new SSMClient({ endpoint: api.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'AKIDLOCAL', secretAccessKey: 'local-secret' } });
+  const client = new SSMClient({ endpoint: api.endpoint, region: 'us-east-1', credentials: { ...TEST_CREDENTIALS } });
   return {
     api,
     client,

@@ -11,11 +11,14 @@
  * `MaxResults` (5-1000, not together with instance ids, as in EC2) and `NextToken`.
  * Faults: `failNext(code, status, times)` (e.g. `RequestLimitExceeded`, 503 — EC2 throttles with
  * 503 — or `InternalError`, 500). Every request counts in `calls`; `requests` keeps their params.
- * Requests without a SigV4 `Authorization` header are refused (`AuthFailure`), as EC2 would.
+ * Requests whose SigV4 signature does not verify with the known temporary test credentials
+ * (session token required and signed: test/servers/sigv4.ts) are refused (401 `AuthFailure`), as
+ * EC2 would.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { listenOnLoopback } from './loopback.ts';
+import { TEST_CREDENTIALS, TEST_REGION, verifyHeaderSignature, type TestCredentials } from './sigv4.ts';
 
 export type Ec2State = 'pending' | 'running' | 'shutting-down' | 'terminated' | 'stopping' | 'stopped';
 
@@ -206,7 +209,8 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-export async function startEc2Api(options: { instances?: StandInInstance[] } = {}): Promise<Ec2ApiStandIn> {
+export async function startEc2Api(options: { instances?: StandInInstance[]; credentials?: TestCredentials } = {}): Promise<Ec2ApiStandIn> {
+  const credentials = options.credentials ?? TEST_CREDENTIALS;
   let instances: StandInInstance[] = [...(options.instances ?? [])];
   const faults: Array<{ code: string; status: number }> = [];
   const requests: Array<Record<string, string>> = [];
@@ -231,8 +235,10 @@ export async function startEc2Api(options: { instances?: StandInInstance[] } = {
         if (req.method !== 'POST' || !/^application\/x-www-form-urlencoded/i.test(req.headers['content-type'] ?? '')) {
           throw new ApiError('InvalidAction', 'The EC2 Query API expects a form-encoded POST');
         }
-        if (!/^AWS4-HMAC-SHA256 Credential=/.test(req.headers.authorization ?? '')) {
-          throw new ApiError('AuthFailure', 'AWS was not able to validate the provided access credentials', 401);
+        const problem = await verifyHeaderSignature(req, body, { service: 'ec2', region: TEST_REGION, credentials });
+        if (problem) {
+          // EC2 answers every SigV4 problem the same way, 401 AuthFailure (the detail is ours).
+          throw new ApiError('AuthFailure', `AWS was not able to validate the provided access credentials (${problem})`, 401);
         }
         if (params.Version !== '2016-11-15') throw new ApiError('InvalidParameterValue', `unsupported API version ${params.Version ?? '(none)'}`);
         if (params.Action !== 'DescribeInstances') {

@@ -1,22 +1,21 @@
 /**
  * Local stand-in of the EC2 Instance Connect API (awsJson1_1 over HTTP on 127.0.0.1), for the real
  * `EC2InstanceConnectClient`. It serves `SendSSHPublicKey`: verifies the request's SigV4
- * signature (service `ec2-instance-connect`, the known test credentials), checks
+ * signature (service `ec2-instance-connect`, the known temporary test credentials, session token
+ * required: test/servers/sigv4.ts), checks
  * InstanceId/InstanceOSUser/SSHPublicKey, and stores the key as
  * `<keyStoreDir>/<user>/<expiresAtMs>-<n>.pub`, which the test sshd's AuthorizedKeysCommand
  * serves until it expires (60 s, like EIC, or `keyTtlSeconds`).
  */
-import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { Sha256 } from '@aws-crypto/sha256-js';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { listenOnLoopback } from './loopback.ts';
+import { TEST_CREDENTIALS, TEST_REGION, verifyHeaderSignature, type TestCredentials } from './sigv4.ts';
 
-export const TEST_CREDENTIALS = { accessKeyId: 'AKIDLOCAL', secretAccessKey: 'local-secret' } as const;
-export const TEST_REGION = 'us-east-1';
+export { TEST_CREDENTIALS, TEST_REGION } from './sigv4.ts';
 const TARGET_PREFIX = 'AWSEC2InstanceConnectService.';
 const KEY_LINE = /^(ssh-ed25519|ssh-rsa) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$/;
 
@@ -25,7 +24,7 @@ export interface EicApiOptions {
   instances: string[];
   /** How long a pushed key is served (default 60, as EIC). */
   keyTtlSeconds?: number;
-  credentials?: { accessKeyId: string; secretAccessKey: string };
+  credentials?: TestCredentials;
   region?: string;
 }
 
@@ -48,24 +47,11 @@ export interface EicApiHandle {
   stop(): Promise<void>;
 }
 
-function parseAuthorization(header: string | undefined): { accessKeyId: string; date: string; region: string; service: string; signedHeaders: string[]; signature: string } | undefined {
-  const m = /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([a-z0-9-]+)\/([a-z0-9-]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;-]+),\s*Signature=([0-9a-f]{64})$/.exec(header ?? '');
-  if (!m) return undefined;
-  return { accessKeyId: m[1]!, date: m[2]!, region: m[3]!, service: m[4]!, signedHeaders: m[5]!.split(';'), signature: m[6]! };
-}
-
-function parseAmzDate(value: string | undefined): Date | undefined {
-  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(value ?? '');
-  if (!m) return undefined;
-  return new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!));
-}
-
 export async function startEicApi(options: EicApiOptions): Promise<EicApiHandle> {
   const credentials = options.credentials ?? TEST_CREDENTIALS;
   const region = options.region ?? TEST_REGION;
   const ttlMs = (options.keyTtlSeconds ?? 60) * 1000;
   const instances = new Set(options.instances);
-  const signer = new SignatureV4({ service: 'ec2-instance-connect', region, credentials, sha256: Sha256, applyChecksum: false });
   let pushes = 0;
   let errors = 0;
   let sequence = 0;
@@ -86,33 +72,8 @@ export async function startEicApi(options: EicApiOptions): Promise<EicApiHandle>
   };
   const error = (res: ServerResponse, status: number, type: string, message: string): void => reply(res, status, { __type: type, message });
 
-  async function verifySignature(req: IncomingMessage, body: string): Promise<string | undefined> {
-    const auth = parseAuthorization(req.headers.authorization);
-    if (!auth) return 'missing or malformed SigV4 Authorization header';
-    if (auth.service !== 'ec2-instance-connect') return `signed for service ${auth.service}, expected ec2-instance-connect`;
-    if (auth.region !== region) return `signed for region ${auth.region}, expected ${region}`;
-    if (auth.accessKeyId !== credentials.accessKeyId) return `unknown access key ${auth.accessKeyId}`;
-    const amzDate = typeof req.headers['x-amz-date'] === 'string' ? req.headers['x-amz-date'] : '';
-    const signingDate = parseAmzDate(amzDate);
-    if (!signingDate || !amzDate.startsWith(auth.date)) return 'missing or inconsistent X-Amz-Date';
-    if (Math.abs(Date.now() - signingDate.getTime()) > 5 * 60_000) return 'signature date is more than 5 minutes off';
-    if (!auth.signedHeaders.includes('host') || !auth.signedHeaders.includes('x-amz-date')) return 'host and x-amz-date must be signed';
-    const headers: Record<string, string> = {};
-    for (const name of auth.signedHeaders) {
-      const value = req.headers[name];
-      if (value === undefined) return `signed header ${name} is missing`;
-      headers[name] = Array.isArray(value) ? value.join(',') : value;
-    }
-    const signed = await signer.sign(
-      { method: req.method ?? 'POST', protocol: 'http:', hostname: headers.host ?? '', path: (req.url ?? '/').split('?')[0]!, query: {}, headers, body },
-      { signingDate },
-    );
-    const expected = parseAuthorization(String(signed.headers.authorization ?? signed.headers.Authorization ?? ''));
-    if (!expected) return 'cannot recompute the signature';
-    const a = Buffer.from(expected.signature, 'hex');
-    const b = Buffer.from(auth.signature, 'hex');
-    return a.length === b.length && timingSafeEqual(a, b) ? undefined : 'signature does not match';
-  }
+  const verifySignature = (req: IncomingMessage, body: string): Promise<string | undefined> =>
+    verifyHeaderSignature(req, body, { service: 'ec2-instance-connect', region, credentials });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];

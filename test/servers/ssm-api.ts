@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { listenOnLoopback } from './loopback.ts';
+import { TEST_CREDENTIALS, TEST_REGION, verifyHeaderSignature, type TestCredentials } from './sigv4.ts';
 
 export interface FakeInstance {
   /** Working directory of its commands (default: the OS temp dir). */
@@ -51,6 +52,8 @@ export interface SsmApiOptions {
   invisiblePolls?: number;
   /** Default time a command stays Pending before its process starts (default 50 ms). */
   deliveryDelayMs?: number;
+  /** What clients must sign with (default the temporary TEST_CREDENTIALS, session token included). */
+  credentials?: TestCredentials;
 }
 
 export type InvocationStatus = 'Pending' | 'InProgress' | 'Delayed' | 'Success' | 'Cancelled' | 'TimedOut' | 'Failed' | 'Cancelling';
@@ -145,6 +148,7 @@ function parseLimit(value: string, total: number, what: string, min: number): nu
 
 export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
   const instances = options.instances;
+  const credentials = options.credentials ?? TEST_CREDENTIALS;
   const invisiblePolls = options.invisiblePolls ?? 1;
   const defaultDelivery = options.deliveryDelayMs ?? 50;
   const calls: Record<string, number> = {};
@@ -552,6 +556,11 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
       }
       if (!String(req.headers.authorization ?? '').startsWith('AWS4-HMAC-SHA256 Credential=')) {
         throw new ApiError('MissingAuthenticationTokenException', 'Request is missing Authentication Token');
+      }
+      const problem = await verifyHeaderSignature(req, Buffer.concat(chunks).toString('utf8'), { service: 'ssm', region: TEST_REGION, credentials });
+      if (problem) {
+        const type = problem.startsWith('unknown access key') || problem.includes('security token') ? 'UnrecognizedClientException' : 'InvalidSignatureException';
+        throw new ApiError(type, problem);
       }
       const run = actions[action];
       if (!run) throw new ApiError('UnknownOperationException', `unknown operation ${target}`);

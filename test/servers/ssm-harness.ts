@@ -14,6 +14,7 @@ import { ssmHostResolver, type SsmHostOptions } from '../../lambdas/core/host/ss
 import type { Runtime } from '../../lambdas/core/runtimes.ts';
 import type { WorkspaceRecord } from '../../lambdas/core/workspaces/workspace-directory.ts';
 import { startSsmApi, type SsmApi, type SsmApiOptions } from './ssm-api.ts';
+import { TEST_CREDENTIALS } from './sigv4.ts';
 
 export interface SsmHarnessOptions {
   /** Overrides for the resolver (poll timings, step timeout). */
@@ -35,7 +36,7 @@ export interface SsmHarness {
   api: SsmApi;
   client: SSMClient;
   /** Client config for more clients against the same stand-in (e.g. with other retry settings). */
-  clientConfig: { endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } };
+  clientConfig: { endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } };
   stop(): Promise<void>;
 }
 
@@ -52,7 +53,7 @@ export async function startSsmHarness(options: SsmHarnessOptions = {}): Promise<
   const clientConfig = {
     endpoint: api.endpoint,
     region: 'us-east-1',
-    credentials: { accessKeyId: 'AKIDLOCAL', secretAccessKey: 'local-secret' },
+    credentials: { ...TEST_CREDENTIALS },
   };
   const client = new SSMClient(clientConfig);
   const resolver = ssmHostResolver({ client, rootPrefix: hostRoot, pollInitialMs: 25, pollMaxMs: 250, reportGraceMs: 1_000, ...options.host });
