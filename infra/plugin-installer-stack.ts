@@ -1,6 +1,6 @@
 /**
  * The AWS deployment of workspace-plugin-installer: artifact bucket, step Lambdas, the install /
- * rollback / uninstall state machines, the event bus, the alarms, and the HTTP API (API Gateway
+ * rollback / uninstall state machines, the event bus, the alarms and the operators' dashboard, and the HTTP API (API Gateway
  * REST API with IAM auth + api Lambda) the control plane calls, and the scheduled snapshot
  * sweeper (one SSM Run Command over every workspace instance).
  */
@@ -15,6 +15,7 @@ import { InstallerAlarms } from './constructs/alarms.ts';
 import { ArtifactBucket } from './constructs/artifact-bucket.ts';
 import { ControlPlaneApi } from './constructs/control-plane-api.ts';
 import { PluginEventBus } from './constructs/event-bus.ts';
+import { OperationsDashboard } from './constructs/operations-dashboard.ts';
 import { SnapshotSweeper } from './constructs/snapshot-sweeper.ts';
 import { StepLambdas } from './constructs/step-functions.ts';
 import { Workflows } from './constructs/workflows.ts';
@@ -35,6 +36,7 @@ export class PluginInstallerStack extends Stack {
   readonly alarmTopic: sns.Topic;
   readonly api: ControlPlaneApi;
   readonly sweeper: SnapshotSweeper;
+  readonly dashboard: OperationsDashboard;
 
   constructor(scope: Construct, id: string, props: PluginInstallerStackProps) {
     super(scope, id, {
@@ -49,13 +51,19 @@ export class PluginInstallerStack extends Stack {
     this.steps = new StepLambdas(this, 'Steps', { bucket: this.bucket, settings: props.settings });
     this.workflows = new Workflows(this, 'Workflows', { steps: this.steps, bus: this.bus });
     this.stateMachines = this.workflows.stateMachines;
-    this.alarms = new InstallerAlarms(this, 'Alarms', { stateMachines: this.stateMachines, executionLogGroup: this.workflows.logGroup });
+    this.alarms = new InstallerAlarms(this, 'Alarms', {
+      stateMachines: this.stateMachines,
+      executionLogGroup: this.workflows.logGroup,
+      subscriptions: { email: props.settings.alarmEmail, httpsUrl: props.settings.alarmHttpsUrl },
+    });
     this.alarmTopic = this.alarms.topic;
     this.api = new ControlPlaneApi(this, 'Api', { settings: props.settings, stateMachines: this.stateMachines, bucket: this.bucket, steps: this.steps });
     this.sweeper = new SnapshotSweeper(this, 'Sweeper', { settings: props.settings.sweep, alarmTopic: this.alarmTopic });
+    this.dashboard = new OperationsDashboard(this, 'Operations', { stateMachines: this.stateMachines, steps: this.steps, alarms: this.alarms, sweeper: this.sweeper });
 
     new CfnOutput(this, 'ArtifactBucketName', { value: this.bucket.bucketName, description: 'Validated plugin tarballs (uploads/, artifacts/)' });
     new CfnOutput(this, 'EventBusName', { value: this.bus.eventBusName, description: 'Plugin lifecycle events' });
+    new CfnOutput(this, 'DashboardName', { value: this.dashboard.dashboard.dashboardName, description: 'The operators\' CloudWatch dashboard' });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn, description: 'Subscribe operators here' });
     new CfnOutput(this, 'ApiUrl', { value: this.api.api.url, description: 'HTTP API base URL (stage v1); requests are signed with SigV4 for execute-api' });
     new CfnOutput(this, 'SweeperFunctionName', { value: this.sweeper.fn.functionName, description: 'The snapshot sweeper; invoke it with {"detail": {"dryRun": true}} to see what it would remove' });

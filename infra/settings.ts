@@ -20,6 +20,8 @@
  *   sweepOlderThanDays
  *                     the sweeper removes snapshots and failed installs older than this (default 7)
  *   sweepKeep         the newest N snapshots of each plugin always stay (default 1)
+ *   alarmEmail        optional: subscribe this address to the alarm topic (confirmed by e-mail)
+ *   alarmHttpsUrl     optional: subscribe this https:// endpoint to the alarm topic
  */
 import type { Node } from 'constructs';
 
@@ -55,6 +57,9 @@ export interface InstallerSettings {
   /** Create the API Gateway CloudWatch Logs role and make it the region's account setting. */
   readonly apiCloudWatchRole: boolean;
   readonly sweep: SweepSettings;
+  /** Who the alarm topic notifies, besides later subscribers. */
+  readonly alarmEmail?: string;
+  readonly alarmHttpsUrl?: string;
 }
 
 export const DEFAULT_SWEEP: SweepSettings = {
@@ -89,9 +94,14 @@ export const CONTEXT_KEYS = [
   'sweepSchedule',
   'sweepOlderThanDays',
   'sweepKeep',
+  'alarmEmail',
+  'alarmHttpsUrl',
 ] as const;
 
 const OS_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+/** Deliberately plain: one @, no spaces or quotes; SNS confirms the address by mail anyway. */
+const EMAIL = /^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$/;
+const HTTPS_URL = /^https:\/\/[A-Za-z0-9.-]+(?::\d{1,5})?(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$/;
 /** CloudFormation: a letter, then letters, digits and hyphens, 128 characters at most. */
 const STACK_NAME = /^[A-Za-z][A-Za-z0-9-]{0,127}$/;
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
@@ -233,7 +243,12 @@ export function parseSettings(raw: Raw): InstallerSettings {
     keepNewest: wholeNumber(raw, 'sweepKeep', DEFAULT_SWEEP.keepNewest, MAX_SWEEP_KEEP),
   };
 
+  const alarmEmail = matching(raw, 'alarmEmail', EMAIL, 'ops@example.com');
+  const alarmHttpsUrl = matching(raw, 'alarmHttpsUrl', HTTPS_URL, 'https://hooks.example.com/alarms');
+
   return {
+    ...(alarmEmail ? { alarmEmail } : {}),
+    ...(alarmHttpsUrl ? { alarmHttpsUrl } : {}),
     stackName,
     osUser,
     defaultTransport: transport,

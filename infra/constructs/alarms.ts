@@ -1,21 +1,24 @@
 /**
- * Alarms, all notifying one SNS topic (encrypted with a customer-managed KMS key, TLS only):
+ * Alarms, all notifying one SNS topic (encrypted with a customer-managed KMS key, TLS only,
+ * optionally subscribed by e-mail or HTTPS: context alarmEmail, alarmHttpsUrl). They page on
+ * system failures only; a request refused for its input is a metric (FailuresByCode), never a page.
  *
- * - `ExecutionsFailed` of each state machine (AWS/States): any failed install, rollback or uninstall.
- *   A failed install has been rolled back, so this alarm says "an operation did not happen".
- * - `RollbackFailed` (a metric of our own): an execution reached its `RollbackFailed` Fail state,
- *   i.e. the host was left as found for an operator. Every path to operator-needed ends in that
- *   state (the RollBack Lambda's own `RollbackFailed` error and retries exhausted on it alike),
- *   in all three workflows. The metric comes from a metric filter on the state machines' execution
- *   log group (level ALL): it matches the `FailStateEntered` event of the state named
- *   `RollbackFailed`, and the `ExecutionFailed` event whose error is `RollbackFailed`. Matching
- *   both keeps the alarm working whichever of these fields Step Functions writes while execution
- *   data is left out of the logs (`includeExecutionData: false`); the metric reports 1 per match
- *   and the alarm looks at the maximum, so an execution that produces both counts once.
- *   Why not the Lambda's logs: retries exhausted on RollBack never log a `RollbackFailed` there.
+ * - `SystemFailures` (ours): an execution failed for a system reason. A metric filter on the state
+ *   machines' execution log group (level ALL) matches the `FailStateEntered` event of a Fail state
+ *   only system failures reach (RolledBack, Reverted, RollbackFailed, MarkerWriteFailed), and the
+ *   `ExecutionFailed` event whose error is not an input error (INPUT_ERROR_CODES).
+ * - `RollbackFailed` (ours): an execution reached its `RollbackFailed` Fail state, i.e. the host
+ *   was left as found for an operator. Every path to operator-needed ends in that state (the
+ *   RollBack Lambda's own `RollbackFailed` error and retries exhausted on it alike), in all three
+ *   workflows. Matched like the above: `FailStateEntered` of `RollbackFailed`, or `ExecutionFailed`
+ *   with that error; either field works while execution data is left out of the logs
+ *   (`includeExecutionData: false`); the metric reports 1 per match and the alarm looks at the
+ *   maximum, so an execution that produces both counts once. Why not the Lambda's logs: retries
+ *   exhausted on RollBack never log a `RollbackFailed` there.
  * - `NotificationsUndelivered` (ours): a Notify state's PutEvents failed after its retries and its
  *   Catch led to a `NotificationUndelivered…` Pass state, whose `PassStateEntered` event (state
  *   name only, no execution data) the metric filter counts. The execution's outcome is unchanged.
+ * - `FailuresByCode` (ours, not alarmed): every failed execution, dimension `ErrorCode`.
  */
 import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -24,8 +27,10 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { ERROR_CATEGORIES, type ErrorCode } from '../../lambdas/core/errors.ts';
 import type { WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
 import { METRICS_NAMESPACE } from './step-functions.ts';
 
@@ -56,16 +61,61 @@ export function undeliveredPattern(): logs.IFilterPattern {
   );
 }
 
+/**
+ * Error codes that describe someone's request, not the system (a bad or hostile source, a checksum
+ * that does not match, a stopped workspace, a busy plugin): counted, never paged.
+ */
+export const INPUT_ERROR_CODES: readonly ErrorCode[] = (Object.keys(ERROR_CATEGORIES) as ErrorCode[]).filter(
+  (code) => ERROR_CATEGORIES[code] === 'refused' || ERROR_CATEGORIES[code] === 'busy',
+);
+
+/** Fail states only a system failure reaches: live had changed (reverted), or an operator is needed. */
+export const SYSTEM_FAIL_STATES = ['RolledBack', 'Reverted', ROLLBACK_FAILED, 'MarkerWriteFailed'] as const;
+
+export const SYSTEM_FAILURES = 'SystemFailures';
+export const FAILURES_BY_CODE = 'FailuresByCode';
+
+/**
+ * An execution that failed for a system reason: it entered a Fail state only system failures
+ * reach, or it failed with an error code that is not an input error. Both, because with
+ * execution data left out of the logs the first holds whatever Step Functions writes in `error`;
+ * the alarm uses the maximum, so one execution matching twice still counts once.
+ */
+export function systemFailurePattern(): logs.IFilterPattern {
+  return logs.FilterPattern.any(
+    logs.FilterPattern.all(
+      logs.FilterPattern.stringValue('$.type', '=', 'FailStateEntered'),
+      logs.FilterPattern.any(...SYSTEM_FAIL_STATES.map((name) => logs.FilterPattern.stringValue('$.details.name', '=', name))),
+    ),
+    logs.FilterPattern.all(
+      logs.FilterPattern.stringValue('$.type', '=', 'ExecutionFailed'),
+      logs.FilterPattern.exists('$.details.error'),
+      ...INPUT_ERROR_CODES.map((code) => logs.FilterPattern.stringValue('$.details.error', '!=', code)),
+    ),
+  );
+}
+
+/** Where the alarm topic sends its notifications, besides whoever subscribes later. */
+export interface AlarmSubscriptions {
+  readonly email?: string;
+  readonly httpsUrl?: string;
+}
+
 export interface InstallerAlarmsProps {
   readonly stateMachines: Readonly<Record<WorkflowName, sfn.IStateMachine>>;
   /** Where the state machines log their execution history. */
   readonly executionLogGroup: logs.ILogGroup;
+  /** Optional subscriptions of the alarm topic (context alarmEmail, alarmHttpsUrl). */
+  readonly subscriptions?: AlarmSubscriptions;
 }
 
 export class InstallerAlarms extends Construct {
   readonly topic: sns.Topic;
   readonly key: kms.Key;
-  readonly executionsFailed: Readonly<Record<WorkflowName, cloudwatch.Alarm>>;
+  readonly systemFailures: cloudwatch.Alarm;
+  readonly systemFailuresMetric: cloudwatch.Metric;
+  /** Every failed execution, by error code (dimension ErrorCode): input errors included, never alarmed. */
+  readonly failuresByCode: logs.MetricFilter;
   readonly rollbackFailed: cloudwatch.Alarm;
   readonly rollbackFailedMetric: cloudwatch.Metric;
   readonly notificationsUndelivered: cloudwatch.Alarm;
@@ -103,20 +153,36 @@ export class InstallerAlarms extends Construct {
     }));
     const action = new SnsAction(this.topic);
 
-    const executionsFailed = {} as Record<WorkflowName, cloudwatch.Alarm>;
-    for (const [name, machine] of Object.entries(props.stateMachines) as [WorkflowName, sfn.IStateMachine][]) {
-      const alarm = new cloudwatch.Alarm(this, `${name.charAt(0).toUpperCase()}${name.slice(1)}ExecutionsFailed`, {
-        alarmDescription: `A plugin-${name} execution failed (state machine ${name}); see its execution history for the error.`,
-        metric: machine.metricFailed({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
-        threshold: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      });
-      alarm.addAlarmAction(action);
-      executionsFailed[name] = alarm;
-    }
-    this.executionsFailed = executionsFailed;
+    if (props.subscriptions?.email) this.topic.addSubscription(new subscriptions.EmailSubscription(props.subscriptions.email));
+    if (props.subscriptions?.httpsUrl) this.topic.addSubscription(new subscriptions.UrlSubscription(props.subscriptions.httpsUrl, { protocol: sns.SubscriptionProtocol.HTTPS }));
+
+    // Pages only on system failures; refused input is counted by code below and shown on the dashboard.
+    const system = new logs.MetricFilter(this, 'SystemFailuresFilter', {
+      logGroup: props.executionLogGroup,
+      filterPattern: systemFailurePattern(),
+      metricNamespace: METRICS_NAMESPACE,
+      metricName: SYSTEM_FAILURES,
+      metricValue: '1',
+    });
+    this.systemFailuresMetric = system.metric({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM });
+    this.systemFailures = new cloudwatch.Alarm(this, 'SystemFailures', {
+      alarmDescription: `A plugin workflow failed for a system reason (host unreachable, disk full, a step that failed after live changed, a rollback or marker that needs an operator), not because of its input (${INPUT_ERROR_CODES.join(', ')} are counted, not paged). The execution history names the step and the error.`,
+      metric: this.systemFailuresMetric,
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.systemFailures.addAlarmAction(action);
+
+    this.failuresByCode = new logs.MetricFilter(this, 'FailuresByCodeFilter', {
+      logGroup: props.executionLogGroup,
+      filterPattern: logs.FilterPattern.all(logs.FilterPattern.stringValue('$.type', '=', 'ExecutionFailed'), logs.FilterPattern.exists('$.details.error')),
+      metricNamespace: METRICS_NAMESPACE,
+      metricName: FAILURES_BY_CODE,
+      metricValue: '1',
+      dimensions: { ErrorCode: '$.details.error' },
+    });
 
     const filter = new logs.MetricFilter(this, 'RollbackFailedFilter', {
       logGroup: props.executionLogGroup,

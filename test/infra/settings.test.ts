@@ -113,6 +113,8 @@ describe('settings', () => {
     [{ eicEndpointId: 'eice-0123456789abcdef0' }, /go together/],
     [{ eicEndpointId: 'eice-0123456789abcdef0', eicEndpointDns: 'not a host name' }, /eicEndpointDns/],
     [{ osUser: 7 }, /must be a string/],
+    [{ alarmEmail: 'not an address' }, /alarmEmail/],
+    [{ alarmHttpsUrl: 'http://hooks.example.com/alarms' }, /alarmHttpsUrl/],
     [{ stackName: '1stack' }, /stackName/],
     [{ stackName: 'my_stack' }, /stackName/],
     [{ stackName: 'x'.repeat(129) }, /stackName/],

@@ -20,7 +20,7 @@ import { STEP_BY_PLACEHOLDER } from '../../lambdas/handlers/all-steps.ts';
 import { awsDeps, defaultAwsClients } from '../../lambdas/commons/aws-deps.ts';
 import type { S3ArtifactStore } from '../../lambdas/core/artifacts/s3-artifact-store.ts';
 import { WORKSPACE_ID_TAG, type Ec2WorkspaceDirectory } from '../../lambdas/core/workspaces/ec2-workspace-directory.ts';
-import { NOTIFICATIONS_UNDELIVERED, ROLLBACK_FAILED, UNDELIVERED_STATE_PREFIX } from '../../infra/constructs/alarms.ts';
+import { FAILURES_BY_CODE, INPUT_ERROR_CODES, NOTIFICATIONS_UNDELIVERED, ROLLBACK_FAILED, SYSTEM_FAIL_STATES, SYSTEM_FAILURES, systemFailurePattern, UNDELIVERED_STATE_PREFIX } from '../../infra/constructs/alarms.ts';
 import { EVENT_SOURCE, PLUGIN_EVENT_TYPES } from '../../infra/constructs/event-bus.ts';
 
 const EVENT_BUS_NAME = 'WorkspacePluginInstaller-events';
@@ -77,9 +77,10 @@ describe('resources', () => {
     t.resourceCountIs('AWS::Events::Archive', 1);
     t.resourceCountIs('AWS::SNS::Topic', 1);
     t.resourceCountIs('AWS::KMS::Key', 1);
-    // ExecutionsFailed ×3, RollbackFailed, NotificationsUndelivered, the sweeper's Errors and SweepHostsFailed.
-    t.resourceCountIs('AWS::CloudWatch::Alarm', 7);
-    t.resourceCountIs('AWS::Logs::MetricFilter', 2);
+    // SystemFailures, RollbackFailed, NotificationsUndelivered, the sweeper's Errors and SweepHostsFailed.
+    t.resourceCountIs('AWS::CloudWatch::Alarm', 5);
+    // SystemFailures, FailuresByCode, RollbackFailed, NotificationsUndelivered.
+    t.resourceCountIs('AWS::Logs::MetricFilter', 4);
     t.resourceCountIs('AWS::ApiGateway::RestApi', 1);
     // The sweeper's schedule, and nothing else.
     t.resourceCountIs('AWS::Events::Rule', 1);
@@ -530,20 +531,62 @@ describe('event bus', () => {
 });
 
 describe('alarms', () => {
-  it('alarm on ExecutionsFailed of each state machine, notifying the encrypted topic', () => {
-    const topic = logicalId(base.stack.alarmTopic);
-    for (const name of WORKFLOWS) {
-      base.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-        Namespace: 'AWS/States',
-        MetricName: 'ExecutionsFailed',
-        Dimensions: [{ Name: 'StateMachineArn', Value: { Ref: logicalId(base.stack.stateMachines[name]) } }],
-        Statistic: 'Sum',
-        Threshold: 1,
-        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-        TreatMissingData: 'notBreaching',
-        AlarmActions: [{ Ref: topic }],
-      });
+  it('page on system failures only: a metric filter on the execution log, input errors excluded; no alarm on every failed execution', () => {
+    const logGroup = logicalId(base.stack.workflows.logGroup);
+    const pattern = systemFailurePattern().logPatternString;
+    for (const name of SYSTEM_FAIL_STATES) expect(pattern).toContain(`($.details.name = "${name}")`);
+    for (const code of INPUT_ERROR_CODES) expect(pattern).toContain(`($.details.error != "${code}")`);
+    expect(pattern).toMatch(/^\{ \(\(\$\.type = "FailStateEntered"\) && .*\) \|\| \(\(\$\.type = "ExecutionFailed"\) && /);
+    base.template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      LogGroupName: { Ref: logGroup },
+      FilterPattern: pattern,
+      MetricTransformations: [{ MetricNamespace: 'WorkspacePluginInstaller', MetricName: SYSTEM_FAILURES, MetricValue: '1' }],
+    });
+    base.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'WorkspacePluginInstaller',
+      MetricName: SYSTEM_FAILURES,
+      Statistic: 'Maximum',
+      Threshold: 1,
+      AlarmActions: [{ Ref: logicalId(base.stack.alarmTopic) }],
+    });
+    // Refused input is counted by code (dimension from the log event), never alarmed.
+    base.template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      LogGroupName: { Ref: logGroup },
+      MetricTransformations: [{ MetricNamespace: 'WorkspacePluginInstaller', MetricName: FAILURES_BY_CODE, MetricValue: '1', Dimensions: [{ Key: 'ErrorCode', Value: '$.details.error' }] }],
+    });
+    const alarmed = Object.values(base.template.findResources('AWS::CloudWatch::Alarm')).map((a) => (a.Properties as { MetricName?: string }).MetricName);
+    expect(alarmed).not.toContain('ExecutionsFailed');
+    expect(alarmed).not.toContain(FAILURES_BY_CODE);
+    // The input errors are exactly the refused and busy categories, and every Fail state that only
+    // system failures reach exists in some workflow.
+    expect(INPUT_ERROR_CODES).toEqual(expect.arrayContaining(['ChecksumMismatch', 'HostileTarball', 'LockBusy', 'WorkspaceNotRunning']));
+    expect(INPUT_ERROR_CODES).not.toContain('HostUnreachable');
+    const failStates = new Set(WORKFLOWS.flatMap((name) => Object.entries((JSON.parse(workflowText(name)) as { States: Record<string, { Type: string }> }).States).filter(([, st]) => st.Type === 'Fail').map(([n]) => n)));
+    for (const name of SYSTEM_FAIL_STATES) expect(failStates.has(name), name).toBe(true);
+    // The pattern fits CloudWatch's 1,024-character limit for filter patterns.
+    const patterns = Object.values(base.template.findResources('AWS::Logs::MetricFilter')).map((f) => (f.Properties as { FilterPattern: string }).FilterPattern);
+    for (const pattern of patterns) expect(pattern.length, pattern).toBeLessThanOrEqual(1024);
+  });
+
+  it('subscribe the topic to an e-mail address and an HTTPS endpoint only when asked', () => {
+    base.template.resourceCountIs('AWS::SNS::Subscription', 0);
+    const subscribed = buildApp({ context: { alarmEmail: 'ops@example.com', alarmHttpsUrl: 'https://hooks.example.com/alarms' } });
+    subscribed.template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com', TopicArn: { Ref: logicalId(subscribed.stack.alarmTopic) } });
+    subscribed.template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'https', Endpoint: 'https://hooks.example.com/alarms' });
+  });
+
+  it('put what operators watch on one dashboard', () => {
+    const dashboards = Object.values(base.template.findResources('AWS::CloudWatch::Dashboard'));
+    expect(dashboards).toHaveLength(1);
+    const body = flat((dashboards[0]!.Properties as { DashboardBody: unknown }).DashboardBody);
+    for (const title of ['Installs', 'Rollbacks', 'Uninstalls', 'Failed executions by error code', 'Step duration p50', 'Step duration p95', 'Step errors by step and code', 'Snapshot sweeper']) {
+      expect(body, title).toContain(title);
     }
+    for (const metric of [SYSTEM_FAILURES, ROLLBACK_FAILED, NOTIFICATIONS_UNDELIVERED, FAILURES_BY_CODE, 'StepErrors', 'SweptBytes', 'SweepHostsFailed', 'ExecutionsSucceeded', 'Duration']) {
+      expect(body, metric).toContain(metric);
+    }
+    // p50 and p95 of every step Lambda.
+    expect(body.match(/"p95"/g)?.length).toBe(STEP_SPECS.length);
   });
 
   it('alarm on RollbackFailed through a metric filter on the execution log group', () => {

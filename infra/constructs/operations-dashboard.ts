@@ -1,0 +1,106 @@
+/**
+ * The operators' CloudWatch dashboard: what the installer did (installs, rollbacks, uninstalls),
+ * what failed and why (system failures, failures by error code, RollbackFailed, undelivered
+ * notifications, step errors by code), how long each step takes (p50 / p95 of every step
+ * Lambda's duration), and the snapshot sweeper (bytes freed, hosts failed). Every metric is one
+ * the stack publishes or AWS does; the error-code graphs are SEARCH expressions, so a code seen
+ * for the first time appears without a redeploy.
+ */
+import { Duration } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import type { WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
+import { FAILURES_BY_CODE, type InstallerAlarms } from './alarms.ts';
+import type { SnapshotSweeper } from './snapshot-sweeper.ts';
+import { METRICS_NAMESPACE, SERVICE_NAME, stepId, type StepLambdas } from './step-functions.ts';
+
+const PERIOD = Duration.minutes(5);
+
+export interface OperationsDashboardProps {
+  readonly stateMachines: Readonly<Record<WorkflowName, sfn.IStateMachine>>;
+  readonly steps: StepLambdas;
+  readonly alarms: InstallerAlarms;
+  readonly sweeper: SnapshotSweeper;
+}
+
+export class OperationsDashboard extends Construct {
+  readonly dashboard: cloudwatch.Dashboard;
+
+  constructor(scope: Construct, id: string, props: OperationsDashboardProps) {
+    super(scope, id);
+    const { stateMachines, steps, alarms, sweeper } = props;
+    const sum = { period: PERIOD, statistic: cloudwatch.Stats.SUM };
+
+    const outcomes = (name: WorkflowName) => [
+      stateMachines[name].metricSucceeded({ ...sum, label: `${name} succeeded` }),
+      stateMachines[name].metricFailed({ ...sum, label: `${name} failed` }),
+    ];
+
+    const durations = (statistic: string) =>
+      steps.steps.map((s) => s.fn.metricDuration({ period: PERIOD, statistic, label: `${stepId(s.spec.file)} ${statistic}` }));
+
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      defaultInterval: Duration.hours(24),
+      widgets: [
+        [
+          new cloudwatch.GraphWidget({ title: 'Installs', left: outcomes('install'), width: 8 }),
+          new cloudwatch.GraphWidget({ title: 'Rollbacks', left: outcomes('rollback'), width: 8 }),
+          new cloudwatch.GraphWidget({ title: 'Uninstalls', left: outcomes('uninstall'), width: 8 }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Failures that page: system failures, RollbackFailed, undelivered notifications',
+            left: [
+              alarms.systemFailuresMetric.with({ label: 'system failures', statistic: cloudwatch.Stats.SUM }),
+              alarms.rollbackFailedMetric.with({ label: 'RollbackFailed', statistic: cloudwatch.Stats.SUM }),
+              alarms.notificationsUndeliveredMetric.with({ label: 'notifications undelivered' }),
+            ],
+            width: 12,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Failed executions by error code (input errors included, not paged)',
+            left: [
+              new cloudwatch.MathExpression({
+                expression: `SEARCH('{${METRICS_NAMESPACE},ErrorCode} MetricName="${FAILURES_BY_CODE}"', 'Sum', ${PERIOD.toSeconds()})`,
+                label: '',
+                period: PERIOD,
+              }),
+            ],
+            width: 12,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({ title: 'Step duration p50 (ms)', left: durations('p50'), width: 12 }),
+          new cloudwatch.GraphWidget({ title: 'Step duration p95 (ms)', left: durations('p95'), width: 12 }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Step errors by step and code (each retry counts)',
+            left: [
+              new cloudwatch.MathExpression({
+                expression: `SEARCH('{${METRICS_NAMESPACE},code,service,step} MetricName="StepErrors"', 'Sum', ${PERIOD.toSeconds()})`,
+                label: '',
+                period: PERIOD,
+              }),
+            ],
+            width: 12,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Snapshot sweeper: bytes freed, hosts failed',
+            left: [new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: 'SweptBytes', dimensionsMap: { service: SERVICE_NAME }, ...sum, label: 'bytes freed' })],
+            right: [sweeper.hostsFailedMetric.with({ label: 'hosts failed' })],
+            width: 12,
+          }),
+        ],
+        [
+          new cloudwatch.AlarmStatusWidget({
+            title: 'Alarms',
+            alarms: [alarms.systemFailures, alarms.rollbackFailed, alarms.notificationsUndelivered, sweeper.errorsAlarm, sweeper.hostsFailedAlarm],
+            width: 24,
+          }),
+        ],
+      ],
+    });
+  }
+}
