@@ -106,7 +106,6 @@ export class SnapshotSweeper extends Construct {
         SWEEP_MAX_ERRORS,
         POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-        NODE_OPTIONS: '--enable-source-maps',
       },
       bundling: hostCodeBundling(hostScripts()),
     });

@@ -8,7 +8,7 @@
  * EIC_OS_USER, EIC_ENDPOINT_ID + EIC_ENDPOINT_DNS (only when an endpoint is configured),
  * EIC_NETWORK_PATH (endpoint | vpc | none: without a path, EIC workspaces are refused up front),
  * LEASE_SECONDS, HOST_STEP_TIMEOUT_MS (host steps), POWERTOOLS_SERVICE_NAME,
- * POWERTOOLS_METRICS_NAMESPACE, NODE_OPTIONS=--enable-source-maps.
+ * POWERTOOLS_METRICS_NAMESPACE. No NODE_OPTIONS: source maps are not built (see STEP_BUNDLING).
  *
  * The host-step script: lambdas/core/host/host-script.ts reads it with
  * `new URL('./plugin-host.sh', import.meta.url)` (ssm-host.ts reads ssm-wrapper.sh the same way).
@@ -147,15 +147,25 @@ export function copyHostScriptsCommands(inputDir: string, outputDir: string, scr
 }
 
 /**
- * esbuild settings of every step bundle: one minified ESM file (`index.mjs`) with a source map,
- * for Node 22. The banner gives bundled CommonJS dependencies a `require`. The AWS SDK is bundled
- * too (the versions the tests ran), but not native addons: ssh2's optional crypto binding and
- * cpu-features are built for this machine, not Lambda's arm64, and ssh2 falls back to pure JS
- * when their require() fails.
+ * esbuild settings of every step bundle: one minified ESM file (`index.mjs`) for Node 22. The
+ * banner gives bundled CommonJS dependencies a `require`. What is measured behind each choice
+ * (`npm run bench:bundles`, docs/benchmarks.md part 6):
+ *
+ * - No source map: loading the 9.8 MB map through NODE_OPTIONS=--enable-source-maps cost every
+ *   cold start (import on Node 22: 520–740 ms with it, 340–510 ms without). `keepNames` keeps
+ *   function and class names in stack traces instead; errors that cross the workflow are typed
+ *   PluginErrors with their own message and hint anyway.
+ * - zod by name (lambdas/core/zod.ts): 350 KiB less per bundle.
+ * - The AWS SDK stays bundled (the versions the tests ran). Leaving `@aws-sdk/client-*` to the
+ *   runtime makes every bundle 600–800 KiB instead of 2.1–2.4 MiB, but importing the runtime's
+ *   multi-file SDK measured 1.1–2× slower than the one bundled file, so the bundles stay larger.
+ * - Not native addons: ssh2's optional crypto binding and cpu-features are built for this
+ *   machine, not Lambda's arm64, and ssh2 falls back to pure JS when their require() fails.
  */
 export const STEP_BUNDLING = {
   minify: true,
-  sourceMap: true,
+  keepNames: true,
+  sourceMap: false,
   format: OutputFormat.ESM,
   target: 'node22',
   mainFields: ['module', 'main'],
@@ -305,7 +315,6 @@ export class StepLambdas extends Construct {
       LEASE_SECONDS: String(props.leaseSeconds ?? DEFAULT_LEASE_SECONDS),
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-      NODE_OPTIONS: '--enable-source-maps',
     };
     this.environment = environment;
 

@@ -3,7 +3,7 @@
  * return its small result. Errors leave as `name = code`, `message = JSON {code, message, hint}`
  * so Step Functions' Retry/Catch see the code and the CLI/API get the hint back.
  */
-import type { ZodType } from 'zod';
+import type { ZodType } from '../core/zod.ts';
 import { PluginError } from '../core/errors.ts';
 import type { StepDeps } from '../core/steps/step-deps.ts';
 

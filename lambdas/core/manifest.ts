@@ -5,7 +5,7 @@
  * fixes the file in one round trip.
  */
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import * as z from './zod.ts';
 import { PluginError } from './errors.ts';
 import { PLUGIN_NAME, VERSION } from './names.ts';
 import { RUNTIMES } from './runtimes.ts';

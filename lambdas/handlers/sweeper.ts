@@ -17,7 +17,7 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import { z } from 'zod';
+import * as z from '../core/zod.ts';
 import { logger, metrics } from '../commons/logger.ts';
 import { PluginError } from '../core/errors.ts';
 import { fleetSweep, hostTotals, type FleetSweepOptions, type FleetSweepSummary } from '../core/sweep/fleet-sweep.ts';

@@ -33,6 +33,7 @@ describe('host scripts in the step bundles', () => {
       target: STEP_BUNDLING.target,
       minify: STEP_BUNDLING.minify,
       sourcemap: STEP_BUNDLING.sourceMap,
+      keepNames: STEP_BUNDLING.keepNames,
       mainFields: [...STEP_BUNDLING.mainFields],
       external: [...STEP_BUNDLING.externalModules],
       banner: { js: STEP_BUNDLING.banner },

@@ -2,11 +2,11 @@
  * The real CDK CLI, offline: `cdk synth` runs cdk.json's app (tsx), bundles the 11 step Lambdas,
  * the api Lambda and the sweeper with esbuild and runs cdk-nag, without reaching AWS: no credentials, no instance metadata, no
  * version check, notices or telemetry, and `--no-lookups` (a context lookup would fail the synth).
- * Then every bundle is checked: index.mjs with its source map, the host scripts next to it, and
+ * Then every bundle is checked: index.mjs without a source map, the host scripts next to it, and
  * an ES module that loads on this Node and exports `handler`.
  */
 import { spawnSync, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +19,11 @@ import { ROOT, TEST_ACCOUNT, TEST_REGION } from './infra-helpers.ts';
 const SYNTH_TIMEOUT_MS = 900_000;
 /** 11 workflow steps + the api Lambda + the sweeper. */
 const FUNCTIONS = 13;
+/**
+ * A regression guard on bundle size: 2.1–2.4 MiB today with the AWS SDK bundled, which imports
+ * faster than the runtime's SDK (docs/benchmarks.md part 6); a bundle past this grew by accident.
+ */
+const MAX_BUNDLE_BYTES = 2.75 * 1024 * 1024;
 
 interface LambdaResource {
   Type: string;
@@ -64,7 +69,7 @@ beforeAll(() => {
 }, SYNTH_TIMEOUT_MS + 10_000);
 
 afterAll(() => {
-  // 13 bundles with source maps: over 100 MB.
+  // 13 bundles and their assets.
   rmSync(outdir, { recursive: true, force: true });
 });
 
@@ -79,7 +84,7 @@ describe('cdk synth (CLI, offline)', () => {
     expect(output).not.toMatch(/AwsSolutions-/);
   });
 
-  it('bundles each step Lambda, the api Lambda and the sweeper into index.mjs with its source map and the host scripts beside it', () => {
+  it('bundles each step Lambda, the api Lambda and the sweeper into one index.mjs (no source map) with the host scripts beside it', () => {
     const template = JSON.parse(readFileSync(join(outdir, `${STACK_NAME}.template.json`), 'utf8')) as { Resources: Record<string, LambdaResource> };
     const functions = Object.entries(template.Resources).filter(([, r]) => r.Type === 'AWS::Lambda::Function');
     expect(functions).toHaveLength(FUNCTIONS);
@@ -95,7 +100,10 @@ describe('cdk synth (CLI, offline)', () => {
       const dir = join(outdir, `asset.${fn.Properties.Code.S3Key.replace(/\.zip$/, '')}`);
       dirs.add(dir);
       expect(existsSync(join(dir, 'index.mjs')), id).toBe(true);
-      expect(existsSync(join(dir, 'index.mjs.map')), id).toBe(true);
+      // No source map to load on the cold path, and no accidental growth.
+      expect(statSync(join(dir, 'index.mjs')).size, `${id}: index.mjs`).toBeLessThan(MAX_BUNDLE_BYTES);
+      expect(existsSync(join(dir, 'index.mjs.map')), id).toBe(false);
+      expect(fn.Properties.Environment.Variables.NODE_OPTIONS, id).toBeUndefined();
       for (const script of scripts) {
         expect(readFileSync(join(dir, script), 'utf8'), `${id}: ${script}`).toBe(readFileSync(join(ROOT, HOST_SCRIPTS_DIR, script), 'utf8'));
       }

@@ -190,7 +190,6 @@ describe('step Lambdas', () => {
       LEASE_SECONDS: '900',
       POWERTOOLS_SERVICE_NAME: 'workspace-plugin-installer',
       POWERTOOLS_METRICS_NAMESPACE: 'WorkspacePluginInstaller',
-      NODE_OPTIONS: '--enable-source-maps',
     };
     const variables = (app: BuiltApp, spec: StepSpec) =>
       (app.template.findResources('AWS::Lambda::Function')[logicalId(stepOf(app, spec).fn)]!.Properties as { Environment: { Variables: unknown } }).Environment.Variables;

@@ -118,7 +118,6 @@ describe('sweeper function', () => {
       SWEEP_MAX_ERRORS: '5%',
       POWERTOOLS_SERVICE_NAME: 'workspace-plugin-installer',
       POWERTOOLS_METRICS_NAMESPACE: 'WorkspacePluginInstaller',
-      NODE_OPTIONS: '--enable-source-maps',
     };
     expect(envOf(base)).toEqual({ ...common, SWEEP_OLDER_THAN_DAYS: '7', SWEEP_KEEP: '1' });
     expect(envOf(custom)).toEqual({ ...common, SWEEP_OLDER_THAN_DAYS: '30', SWEEP_KEEP: '2' });

@@ -2,7 +2,7 @@
  * The HTTP API's request and response shapes (zod): validation in the handler and the OpenAPI
  * document (docs/openapi.json) come from the same definitions.
  */
-import { z } from 'zod';
+import * as z from '../zod.ts';
 import { PLUGIN_NAME, SHA256, WORKSPACE_ID } from '../names.ts';
 import { RUNTIMES } from '../runtimes.ts';
 

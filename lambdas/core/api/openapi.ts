@@ -3,7 +3,7 @@
  * validates with (served at GET /openapi.json by `pluginctl serve`, committed as
  * docs/openapi.json; a test keeps the two equal).
  */
-import { toJSONSchema, type ZodType } from 'zod';
+import { toJSONSchema, type ZodType } from '../zod.ts';
 import { Accepted, ErrorBody, ExecutionBody, InstallBody, PluginList, PluginNameParam, WorkspaceIdParam } from './api-schemas.ts';
 
 function schema(type: ZodType): Record<string, unknown> {

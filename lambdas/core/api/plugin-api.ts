@@ -5,7 +5,7 @@
  * workflow to finish.
  */
 import { createHash } from 'node:crypto';
-import type { z } from 'zod';
+import type * as z from '../zod.ts';
 import { artifactKey } from '../artifacts/artifact-store.ts';
 import { PluginError } from '../errors.ts';
 import { executionName } from '../execution-name.ts';

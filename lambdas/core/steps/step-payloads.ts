@@ -2,7 +2,7 @@
  * What flows between workflow states. Kept small (a few hundred bytes): Step Functions caps
  * payloads at 256 KB and every byte shows up in the console's history.
  */
-import { z } from 'zod';
+import * as z from '../zod.ts';
 import { EXECUTION_NAME, PLUGIN_NAME, SHA256, STAMP, VERSION, WORKSPACE_ID } from '../names.ts';
 import { RUNTIMES } from '../runtimes.ts';
 

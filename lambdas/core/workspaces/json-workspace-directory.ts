@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { z } from 'zod';
+import * as z from '../zod.ts';
 import { PluginError } from '../errors.ts';
 import { assertWorkspaceId } from '../names.ts';
 import { RUNTIMES, type Runtime } from '../runtimes.ts';
