@@ -234,7 +234,7 @@ describe('SSM transport through HostSteps', () => {
     const error = await expectCode(steps.stage(ref, sha256(tarballs['v1.tgz']!), 0, { url: `${baseUrl}/hang.tgz` }), 'HostTimeout');
     expect(error.retryable).toBe(true);
     expect(error.message).toMatch(/ran longer than its 1s execution timeout/);
-    expect(lastInvocation()).toMatchObject({ status: 'TimedOut', statusDetails: 'ExecutionTimedOut', history: ['Pending', 'InProgress', 'TimedOut'] });
+    expect(lastInvocation()).toMatchObject({ status: 'TimedOut', statusDetails: 'Execution Timed Out', history: ['Pending', 'InProgress', 'TimedOut'] });
     await expectNoneRunning();
   });
 

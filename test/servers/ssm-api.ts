@@ -9,7 +9,9 @@
  *
  * Fake instances run their commands on THIS machine, as this process's user (root in tests),
  * with `bash -c` and the instance's `root` as working directory: asynchronously, with the real
- * status progression Pending → InProgress → Success / Failed / TimedOut / Cancelled, the
+ * status progression Pending → InProgress → Success / Failed / TimedOut / Cancelled (StatusDetails
+ * spelled as SSM spells them: "In Progress", "Delivery Timed Out", "Execution Timed Out",
+ * "Canceled"), the
  * execution timeout (`executionTimeout`) and delivery timeout (`TimeoutSeconds`) enforced, the
  * process group killed on timeout or CancelCommand, ResponseCode = exit status, and output
  * truncated like SSM's (first 24,000 characters of stdout, 8,000 of stderr). A new invocation is
@@ -175,7 +177,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
     setStatus(inv, status, details);
     const cmd = inv.command;
     // Execution timeouts and failures count against MaxErrors; delivery timeouts do not.
-    if (status === 'Failed' || details === 'ExecutionTimedOut') cmd.errors++;
+    if (status === 'Failed' || details === 'Execution Timed Out') cmd.errors++;
     schedule(cmd);
   }
 
@@ -216,7 +218,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
     const cmd = inv.command;
     // Delivery timeout: the agent must pick the command up within TimeoutSeconds.
     inv.timers.push(setTimeout(() => {
-      if (inv.status === 'Pending') finish(inv, 'TimedOut', 'DeliveryTimedOut', -1);
+      if (inv.status === 'Pending') finish(inv, 'TimedOut', 'Delivery Timed Out', -1);
     }, cmd.timeoutSeconds * 1000));
     if (!instance || instance.managed === false || instance.online === false) return;
     const delay = instance.deliveryDelayMs ?? defaultDelivery;
@@ -242,7 +244,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
     });
     inv.child = child;
     inv.startedAt = new Date();
-    setStatus(inv, 'InProgress');
+    setStatus(inv, 'InProgress', 'In Progress');
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       if (inv.stdout.length < CAPTURE_LIMIT) inv.stdout += chunk;
     });
@@ -251,7 +253,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
     });
     inv.timers.push(setTimeout(() => {
       killGroup(child);
-      finish(inv, 'TimedOut', 'ExecutionTimedOut', -1);
+      finish(inv, 'TimedOut', 'Execution Timed Out', -1);
     }, cmd.executionSeconds * 1000));
     child.on('error', (err) => {
       inv.stderr += `failed to run commands: ${err.message}\n`;
@@ -259,7 +261,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
     });
     child.on('close', (code, signal) => {
       if (inv.status === 'Cancelling') {
-        finish(inv, 'Cancelled', 'Cancelled', -1);
+        finish(inv, 'Cancelled', 'Canceled', -1);
         return;
       }
       const exit = code ?? 128 + (signal ? (osConstants.signals[signal] ?? 9) : 9);
@@ -274,7 +276,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
       setStatus(inv, 'Cancelling');
       killGroup(inv.child);
     } else {
-      finish(inv, 'Cancelled', 'Cancelled', -1);
+      finish(inv, 'Cancelled', 'Canceled', -1);
     }
   }
 
@@ -400,7 +402,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
       TargetCount: cmd.invocations.length,
       CompletedCount: done.length,
       ErrorCount: cmd.errors,
-      DeliveryTimedOutCount: cmd.invocations.filter((i) => i.statusDetails === 'DeliveryTimedOut').length,
+      DeliveryTimedOutCount: cmd.invocations.filter((i) => i.statusDetails === 'Delivery Timed Out').length,
       TimeoutSeconds: cmd.timeoutSeconds,
     };
   }

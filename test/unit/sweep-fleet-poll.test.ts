@@ -116,10 +116,10 @@ describe('fleetSweep', () => {
     ssm.on(ListCommandInvocationsCommand).resolves({
       CommandInvocations: [
         inv('i-1', 'Failed', `${OK(2, 8192)}\nPLUGINSWEEP {"root":"/opt/configs/plugins","ok":false,"exit":21,"code":"HostIoError","message":"cannot delete .previous/x"}\n${END(2, 1)}`),
-        inv('i-2', 'TimedOut', '', 'DeliveryTimedOut', -1),
-        inv('i-3', 'TimedOut', OK(1, 1), 'ExecutionTimedOut', -1),
+        inv('i-2', 'TimedOut', '', 'Delivery Timed Out', -1),
+        inv('i-3', 'TimedOut', OK(1, 1), 'Execution Timed Out', -1),
         inv('i-4', 'Failed', '', 'Terminated', -1),
-        inv('i-5', 'Cancelled', '', 'Cancelled', -1),
+        inv('i-5', 'Cancelled', '', 'Canceled', -1),
         inv('i-6', 'Failed', 'sh: 1: cannot fork\n', 'Failed', 2),
         inv('i-7', 'Success', OK(1, 1)),
       ],

@@ -242,7 +242,7 @@ export class SsmHost implements RemoteHost {
       case 'TimedOut':
         throw new PluginError(
           'HostTimeout',
-          details === 'DeliveryTimedOut' || details === 'Delivery Timed Out'
+          details === 'Delivery Timed Out'
             ? `${where} was not picked up by the SSM agent in time`
             : `${where} ran longer than its ${executionSeconds}s execution timeout and was stopped`,
           'the step is idempotent and will be retried',

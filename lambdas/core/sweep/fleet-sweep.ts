@@ -299,7 +299,7 @@ function hostResult(inv: CommandInvocation): FleetHostResult {
   } else if (status === 'Success') {
     if (!ended) errors.push('the summary is incomplete: its last line is missing from the command output');
   } else if (status === 'TimedOut') {
-    errors.unshift(details === 'DeliveryTimedOut' || details === 'Delivery Timed Out' ? 'the SSM agent did not pick the command up in time' : 'the sweep ran longer than its execution timeout and was stopped');
+    errors.unshift(details === 'Delivery Timed Out' ? 'the SSM agent did not pick the command up in time' : 'the sweep ran longer than its execution timeout and was stopped');
   } else if (status === 'Cancelled') {
     errors.unshift('the command was cancelled');
   } else if (details === 'Terminated') {
