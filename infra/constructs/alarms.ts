@@ -101,6 +101,20 @@ export interface AlarmSubscriptions {
   readonly httpsUrl?: string;
 }
 
+/** An alarm that pages (notifies `action`) as soon as `metric` reaches 1 in one period; no data is not a breach. */
+function pageOnAny(scope: Construct, id: string, metric: cloudwatch.IMetric, action: SnsAction, description: string): cloudwatch.Alarm {
+  const alarm = new cloudwatch.Alarm(scope, id, {
+    alarmDescription: description,
+    metric,
+    threshold: 1,
+    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    evaluationPeriods: 1,
+    treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+  });
+  alarm.addAlarmAction(action);
+  return alarm;
+}
+
 export interface InstallerAlarmsProps {
   readonly stateMachines: Readonly<Record<WorkflowName, sfn.IStateMachine>>;
   /** Where the state machines log their execution history. */
@@ -165,15 +179,9 @@ export class InstallerAlarms extends Construct {
       metricValue: '1',
     });
     this.systemFailuresMetric = system.metric({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM });
-    this.systemFailures = new cloudwatch.Alarm(this, 'SystemFailures', {
-      alarmDescription: `A plugin workflow failed for a system reason (host unreachable, disk full, a step that failed after live changed, a rollback or marker that needs an operator), not because of its input (${INPUT_ERROR_CODES.join(', ')} are counted, not paged). The execution history names the step and the error.`,
-      metric: this.systemFailuresMetric,
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.systemFailures.addAlarmAction(action);
+    this.systemFailures = pageOnAny(this, 'SystemFailures', this.systemFailuresMetric, action,
+      `A plugin workflow failed for a system reason (host unreachable, disk full, a step that failed after live changed, a rollback or marker that needs an operator), not because of its input (${INPUT_ERROR_CODES.join(', ')} are counted, not paged). The execution history names the step and the error.`,
+    );
 
     this.failuresByCode = new logs.MetricFilter(this, 'FailuresByCodeFilter', {
       logGroup: props.executionLogGroup,
@@ -192,15 +200,9 @@ export class InstallerAlarms extends Construct {
       metricValue: '1',
     });
     this.rollbackFailedMetric = filter.metric({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM });
-    this.rollbackFailed = new cloudwatch.Alarm(this, 'RollbackFailed', {
-      alarmDescription: 'A plugin workflow could not roll back (RollbackFailed): the host was left as found and needs an operator; the execution\'s error names what to move back.',
-      metric: this.rollbackFailedMetric,
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.rollbackFailed.addAlarmAction(action);
+    this.rollbackFailed = pageOnAny(this, 'RollbackFailed', this.rollbackFailedMetric, action,
+      'A plugin workflow could not roll back (RollbackFailed): the host was left as found and needs an operator; the execution\'s error names what to move back.',
+    );
 
     const undelivered = new logs.MetricFilter(this, 'NotificationsUndeliveredFilter', {
       logGroup: props.executionLogGroup,
@@ -210,14 +212,8 @@ export class InstallerAlarms extends Construct {
       metricValue: '1',
     });
     this.notificationsUndeliveredMetric = undelivered.metric({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM });
-    this.notificationsUndelivered = new cloudwatch.Alarm(this, 'NotificationsUndelivered', {
-      alarmDescription: 'A plugin event could not be put on the event bus after retries: the operation itself finished (its execution says how), but the control plane did not hear of it. See the execution\'s NotificationUndelivered… state for the error, and replay or tell the control plane.',
-      metric: this.notificationsUndeliveredMetric,
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.notificationsUndelivered.addAlarmAction(action);
+    this.notificationsUndelivered = pageOnAny(this, 'NotificationsUndelivered', this.notificationsUndeliveredMetric, action,
+      'A plugin event could not be put on the event bus after retries: the operation itself finished (its execution says how), but the control plane did not hear of it. See the execution\'s NotificationUndelivered… state for the error, and replay or tell the control plane.',
+    );
   }
 }
