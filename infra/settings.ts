@@ -20,6 +20,8 @@
  *   sweepOlderThanDays
  *                     the sweeper removes snapshots and failed installs older than this (default 7)
  *   sweepKeep         the newest N snapshots of each plugin always stay (default 1)
+ *   workspaceCidrs    optional, with an EIC Endpoint: the IPv4 CIDRs of the workspace subnets; the
+ *                     functions may open tunnels only to private IPs inside them
  *   alarmEmail        optional: subscribe this address to the alarm topic (confirmed by e-mail)
  *   alarmHttpsUrl     optional: subscribe this https:// endpoint to the alarm topic
  */
@@ -54,6 +56,8 @@ export interface InstallerSettings {
   readonly defaultTransport: DefaultTransport;
   readonly vpc?: VpcPlacement;
   readonly eicEndpoint?: EicEndpoint;
+  /** IPv4 CIDRs of the workspace subnets: OpenTunnel is allowed only to private IPs inside them. */
+  readonly workspaceCidrs?: readonly string[];
   /** Create the API Gateway CloudWatch Logs role and make it the region's account setting. */
   readonly apiCloudWatchRole: boolean;
   readonly sweep: SweepSettings;
@@ -96,6 +100,7 @@ export const CONTEXT_KEYS = [
   'sweepKeep',
   'alarmEmail',
   'alarmHttpsUrl',
+  'workspaceCidrs',
 ] as const;
 
 const OS_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
@@ -185,6 +190,23 @@ function cronDaysOk(fields: string): boolean {
   return (parts[2] === '?') !== (parts[4] === '?');
 }
 
+const CIDR = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\/([8-9]|[12]\d|3[0-2])$/;
+
+/** `workspaceCidrs`: a JSON array from cdk.json, `a,b` from `-c workspaceCidrs=a,b`. */
+function cidrList(raw: Raw): string[] | undefined {
+  const value = raw.workspaceCidrs;
+  if (value === undefined || value === null || value === '') return undefined;
+  const list = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : undefined;
+  if (!list) throw new SettingsError(`context workspaceCidrs must be a list or a comma-separated string, got ${JSON.stringify(value)}`);
+  const cidrs = list.map((c) => (typeof c === 'string' ? c.trim() : c)).filter((c) => c !== '');
+  for (const cidr of cidrs) {
+    if (typeof cidr !== 'string' || !CIDR.test(cidr)) {
+      throw new SettingsError(`context workspaceCidrs has ${JSON.stringify(cidr)}, which is not an IPv4 CIDR from /8 to /32 (expected something like 10.0.16.0/20)`);
+    }
+  }
+  return cidrs.length ? [...new Set(cidrs as string[])] : undefined;
+}
+
 /** `subnetIds` comes as a JSON array from cdk.json and as `a,b` from `-c subnetIds=a,b`. */
 function subnetList(raw: Raw): string[] | undefined {
   const value = raw.subnetIds;
@@ -235,6 +257,11 @@ export function parseSettings(raw: Raw): InstallerSettings {
     );
   }
 
+  const workspaceCidrs = cidrList(raw);
+  if (workspaceCidrs && endpointId === undefined) {
+    throw new SettingsError('context workspaceCidrs scopes the EIC Endpoint\'s tunnels: give it together with eicEndpointId and eicEndpointDns, or drop it');
+  }
+
   const apiCloudWatchRole = flag(raw, 'apiCloudWatchRole', DEFAULT_SETTINGS.apiCloudWatchRole);
 
   const sweep: SweepSettings = {
@@ -249,6 +276,7 @@ export function parseSettings(raw: Raw): InstallerSettings {
   return {
     ...(alarmEmail ? { alarmEmail } : {}),
     ...(alarmHttpsUrl ? { alarmHttpsUrl } : {}),
+    ...(workspaceCidrs ? { workspaceCidrs } : {}),
     stackName,
     osUser,
     defaultTransport: transport,

@@ -226,6 +226,8 @@ export function grantHostAccess(role: iam.Role, settings: InstallerSettings, who
       conditions: {
         NumericEquals: { 'ec2-instance-connect:remotePort': 22 },
         NumericLessThanEquals: { 'ec2-instance-connect:maxTunnelDuration': MAX_TUNNEL_SECONDS },
+        // Known workspace subnets: tunnels only to private IPs inside them.
+        ...(settings.workspaceCidrs ? { IpAddress: { 'ec2-instance-connect:privateIpAddress': [...settings.workspaceCidrs] } } : {}),
       },
     }));
   }

@@ -357,6 +357,18 @@ describe('IAM', () => {
     }
   });
 
+  it('scopes OpenTunnel to the workspace subnets\' CIDRs when they are given', () => {
+    const scoped = buildApp({ context: { ...VARIANT_CONTEXT, workspaceCidrs: '10.0.16.0/20, 10.0.32.0/20' }, env: { account: TEST_ACCOUNT, region: TEST_REGION } });
+    for (const spec of STEP_SPECS.filter(isHostStep)) {
+      const tunnel = roleStatements(scoped.template, logicalId(stepOf(scoped, spec).role)).find((st) => st.Sid === 'TunnelThroughEndpoint');
+      expect(tunnel?.Condition, spec.file).toEqual({
+        NumericEquals: { 'ec2-instance-connect:remotePort': 22 },
+        NumericLessThanEquals: { 'ec2-instance-connect:maxTunnelDuration': 3600 },
+        IpAddress: { 'ec2-instance-connect:privateIpAddress': ['10.0.16.0/20', '10.0.32.0/20'] },
+      });
+    }
+  });
+
   it('only the host steps reach hosts, only Prepare and StageOnHost touch S3', () => {
     for (const spec of STEP_SPECS) {
       const actions = roleStatements(base.template, logicalId(stepOf(base, spec).role)).flatMap(actionsOf);
