@@ -52,7 +52,6 @@ export class PluginInstallerStack extends Stack {
     this.workflows = new Workflows(this, 'Workflows', { steps: this.steps, bus: this.bus });
     this.stateMachines = this.workflows.stateMachines;
     this.alarms = new InstallerAlarms(this, 'Alarms', {
-      stateMachines: this.stateMachines,
       executionLogGroup: this.workflows.logGroup,
       subscriptions: { email: props.settings.alarmEmail, httpsUrl: props.settings.alarmHttpsUrl },
     });

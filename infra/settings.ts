@@ -192,35 +192,23 @@ function cronDaysOk(fields: string): boolean {
 
 const CIDR = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\/([8-9]|[12]\d|3[0-2])$/;
 
-/** `workspaceCidrs`: a JSON array from cdk.json, `a,b` from `-c workspaceCidrs=a,b`. */
-function cidrList(raw: Raw): string[] | undefined {
-  const value = raw.workspaceCidrs;
+/**
+ * A list setting: a JSON array from cdk.json, `a,b` from `-c key=a,b`. Entries are trimmed, empty
+ * ones dropped, duplicates removed; each must match `pattern` (`what` and `example` word the refusal).
+ */
+function listOf(raw: Raw, key: 'subnetIds' | 'workspaceCidrs', pattern: RegExp, what: string, example: string): string[] | undefined {
+  const value = raw[key];
   if (value === undefined || value === null || value === '') return undefined;
   const list = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : undefined;
-  if (!list) throw new SettingsError(`context workspaceCidrs must be a list or a comma-separated string, got ${JSON.stringify(value)}`);
-  const cidrs = list.map((c) => (typeof c === 'string' ? c.trim() : c)).filter((c) => c !== '');
-  for (const cidr of cidrs) {
-    if (typeof cidr !== 'string' || !CIDR.test(cidr)) {
-      throw new SettingsError(`context workspaceCidrs has ${JSON.stringify(cidr)}, which is not an IPv4 CIDR from /8 to /32 (expected something like 10.0.16.0/20)`);
+  if (!list) throw new SettingsError(`context ${key} must be a list or a comma-separated string, got ${JSON.stringify(value)}`);
+  const items = list.map((s) => (typeof s === 'string' ? s.trim() : s)).filter((s) => s !== '');
+  for (const item of items) {
+    if (typeof item !== 'string' || !pattern.test(item)) {
+      throw new SettingsError(`context ${key} has ${JSON.stringify(item)}, which is not ${what} (expected something like ${example})`);
     }
   }
-  return cidrs.length ? [...new Set(cidrs as string[])] : undefined;
-}
-
-/** `subnetIds` comes as a JSON array from cdk.json and as `a,b` from `-c subnetIds=a,b`. */
-function subnetList(raw: Raw): string[] | undefined {
-  const value = raw.subnetIds;
-  if (value === undefined || value === null || value === '') return undefined;
-  const list = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : undefined;
-  if (!list) throw new SettingsError(`context subnetIds must be a list or a comma-separated string, got ${JSON.stringify(value)}`);
-  const ids = list.map((s) => (typeof s === 'string' ? s.trim() : s)).filter((s) => s !== '');
-  for (const id of ids) {
-    if (typeof id !== 'string' || !SUBNET_ID.test(id)) {
-      throw new SettingsError(`context subnetIds has ${JSON.stringify(id)}, which is not a subnet id (expected something like subnet-0123456789abcdef0)`);
-    }
-  }
-  if (ids.length === 0) return undefined;
-  return [...new Set(ids as string[])];
+  if (items.length === 0) return undefined;
+  return [...new Set(items as string[])];
 }
 
 /** Checks raw context values and fills in the defaults. */
@@ -233,7 +221,7 @@ export function parseSettings(raw: Raw): InstallerSettings {
   }
 
   const vpcId = matching(raw, 'vpcId', VPC_ID, 'vpc-0123456789abcdef0');
-  const subnetIds = subnetList(raw);
+  const subnetIds = listOf(raw, 'subnetIds', SUBNET_ID, 'a subnet id', 'subnet-0123456789abcdef0');
   const securityGroupId = matching(raw, 'securityGroupId', SECURITY_GROUP_ID, 'sg-0123456789abcdef0');
   const vpcParts = [vpcId, subnetIds, securityGroupId].filter((v) => v !== undefined).length;
   if (vpcParts !== 0 && vpcParts !== 3) {
@@ -257,7 +245,7 @@ export function parseSettings(raw: Raw): InstallerSettings {
     );
   }
 
-  const workspaceCidrs = cidrList(raw);
+  const workspaceCidrs = listOf(raw, 'workspaceCidrs', CIDR, 'an IPv4 CIDR from /8 to /32', '10.0.16.0/20');
   if (workspaceCidrs && endpointId === undefined) {
     throw new SettingsError('context workspaceCidrs scopes the EIC Endpoint\'s tunnels: give it together with eicEndpointId and eicEndpointDns, or drop it');
   }

@@ -28,10 +28,8 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
-import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { ERROR_CATEGORIES, type ErrorCode } from '../../lambdas/core/errors.ts';
-import type { WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
 import { METRICS_NAMESPACE } from './step-functions.ts';
 
 /** The Fail state (and error name) every workflow ends in when its rollback could not finish. */
@@ -116,7 +114,6 @@ function pageOnAny(scope: Construct, id: string, metric: cloudwatch.IMetric, act
 }
 
 export interface InstallerAlarmsProps {
-  readonly stateMachines: Readonly<Record<WorkflowName, sfn.IStateMachine>>;
   /** Where the state machines log their execution history. */
   readonly executionLogGroup: logs.ILogGroup;
   /** Optional subscriptions of the alarm topic (context alarmEmail, alarmHttpsUrl). */
@@ -171,46 +168,30 @@ export class InstallerAlarms extends Construct {
     if (props.subscriptions?.httpsUrl) this.topic.addSubscription(new subscriptions.UrlSubscription(props.subscriptions.httpsUrl, { protocol: sns.SubscriptionProtocol.HTTPS }));
 
     // Pages only on system failures; refused input is counted by code below and shown on the dashboard.
-    const system = new logs.MetricFilter(this, 'SystemFailuresFilter', {
-      logGroup: props.executionLogGroup,
-      filterPattern: systemFailurePattern(),
-      metricNamespace: METRICS_NAMESPACE,
-      metricName: SYSTEM_FAILURES,
-      metricValue: '1',
-    });
+    // Every metric here counts matching events of the execution log: 1 per match.
+    const countInExecutionLog = (id: string, metricName: string, filterPattern: logs.IFilterPattern, dimensions?: Record<string, string>) =>
+      new logs.MetricFilter(this, id, { logGroup: props.executionLogGroup, filterPattern, metricNamespace: METRICS_NAMESPACE, metricName, metricValue: '1', ...(dimensions ? { dimensions } : {}) });
+
+    const system = countInExecutionLog('SystemFailuresFilter', SYSTEM_FAILURES, systemFailurePattern());
     this.systemFailuresMetric = system.metric({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM });
     this.systemFailures = pageOnAny(this, 'SystemFailures', this.systemFailuresMetric, action,
       `A plugin workflow failed for a system reason (host unreachable, disk full, a step that failed after live changed, a rollback or marker that needs an operator), not because of its input (${INPUT_ERROR_CODES.join(', ')} are counted, not paged). The execution history names the step and the error.`,
     );
 
-    this.failuresByCode = new logs.MetricFilter(this, 'FailuresByCodeFilter', {
-      logGroup: props.executionLogGroup,
-      filterPattern: logs.FilterPattern.all(logs.FilterPattern.stringValue('$.type', '=', 'ExecutionFailed'), logs.FilterPattern.exists('$.details.error')),
-      metricNamespace: METRICS_NAMESPACE,
-      metricName: FAILURES_BY_CODE,
-      metricValue: '1',
-      dimensions: { ErrorCode: '$.details.error' },
-    });
+    this.failuresByCode = countInExecutionLog(
+      'FailuresByCodeFilter',
+      FAILURES_BY_CODE,
+      logs.FilterPattern.all(logs.FilterPattern.stringValue('$.type', '=', 'ExecutionFailed'), logs.FilterPattern.exists('$.details.error')),
+      { ErrorCode: '$.details.error' },
+    );
 
-    const filter = new logs.MetricFilter(this, 'RollbackFailedFilter', {
-      logGroup: props.executionLogGroup,
-      filterPattern: rollbackFailedPattern(),
-      metricNamespace: METRICS_NAMESPACE,
-      metricName: ROLLBACK_FAILED,
-      metricValue: '1',
-    });
+    const filter = countInExecutionLog('RollbackFailedFilter', ROLLBACK_FAILED, rollbackFailedPattern());
     this.rollbackFailedMetric = filter.metric({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM });
     this.rollbackFailed = pageOnAny(this, 'RollbackFailed', this.rollbackFailedMetric, action,
       'A plugin workflow could not roll back (RollbackFailed): the host was left as found and needs an operator; the execution\'s error names what to move back.',
     );
 
-    const undelivered = new logs.MetricFilter(this, 'NotificationsUndeliveredFilter', {
-      logGroup: props.executionLogGroup,
-      filterPattern: undeliveredPattern(),
-      metricNamespace: METRICS_NAMESPACE,
-      metricName: NOTIFICATIONS_UNDELIVERED,
-      metricValue: '1',
-    });
+    const undelivered = countInExecutionLog('NotificationsUndeliveredFilter', NOTIFICATIONS_UNDELIVERED, undeliveredPattern());
     this.notificationsUndeliveredMetric = undelivered.metric({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM });
     this.notificationsUndelivered = pageOnAny(this, 'NotificationsUndelivered', this.notificationsUndeliveredMetric, action,
       'A plugin event could not be put on the event bus after retries: the operation itself finished (its execution says how), but the control plane did not hear of it. See the execution\'s NotificationUndelivered… state for the error, and replay or tell the control plane.',
