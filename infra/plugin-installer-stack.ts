@@ -2,7 +2,8 @@
  * The AWS deployment of workspace-plugin-installer: artifact bucket, step Lambdas, the install /
  * rollback / uninstall state machines, the event bus, the alarms and the operators' dashboard, and the HTTP API (API Gateway
  * REST API with IAM auth + api Lambda) the control plane calls, and the scheduled snapshot
- * sweeper (one SSM Run Command over every workspace instance).
+ * sweeper (one SSM Run Command over every workspace instance), and the SSM Command document that
+ * carries the host script (the only document the roles may send).
  */
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as events from 'aws-cdk-lib/aws-events';
@@ -14,6 +15,7 @@ import { WORKFLOWS, type WorkflowName } from '../lambdas/core/workflow/workflow-
 import { InstallerAlarms } from './constructs/alarms.ts';
 import { ArtifactBucket } from './constructs/artifact-bucket.ts';
 import { ControlPlaneApi } from './constructs/control-plane-api.ts';
+import { HostDocument } from './constructs/host-document.ts';
 import { PluginEventBus } from './constructs/event-bus.ts';
 import { OperationsDashboard } from './constructs/operations-dashboard.ts';
 import { SnapshotSweeper } from './constructs/snapshot-sweeper.ts';
@@ -29,6 +31,7 @@ export class PluginInstallerStack extends Stack {
   readonly settings: InstallerSettings;
   readonly bucket: s3.Bucket;
   readonly bus: events.EventBus;
+  readonly hostDocument: HostDocument;
   readonly steps: StepLambdas;
   readonly workflows: Workflows;
   readonly stateMachines: Readonly<Record<WorkflowName, sfn.StateMachine>>;
@@ -48,7 +51,8 @@ export class PluginInstallerStack extends Stack {
     const artifacts = new ArtifactBucket(this, 'Artifacts');
     this.bucket = artifacts.bucket;
     this.bus = new PluginEventBus(this, 'Events').bus;
-    this.steps = new StepLambdas(this, 'Steps', { bucket: this.bucket, settings: props.settings });
+    this.hostDocument = new HostDocument(this, 'HostDocument');
+    this.steps = new StepLambdas(this, 'Steps', { bucket: this.bucket, settings: props.settings, hostDocument: this.hostDocument });
     this.workflows = new Workflows(this, 'Workflows', { steps: this.steps, bus: this.bus });
     this.stateMachines = this.workflows.stateMachines;
     this.alarms = new InstallerAlarms(this, 'Alarms', {
@@ -57,10 +61,11 @@ export class PluginInstallerStack extends Stack {
     });
     this.alarmTopic = this.alarms.topic;
     this.api = new ControlPlaneApi(this, 'Api', { settings: props.settings, stateMachines: this.stateMachines, bucket: this.bucket, steps: this.steps });
-    this.sweeper = new SnapshotSweeper(this, 'Sweeper', { settings: props.settings.sweep, alarmTopic: this.alarmTopic });
+    this.sweeper = new SnapshotSweeper(this, 'Sweeper', { settings: props.settings.sweep, alarmTopic: this.alarmTopic, hostDocument: this.hostDocument });
     this.dashboard = new OperationsDashboard(this, 'Operations', { stateMachines: this.stateMachines, steps: this.steps, alarms: this.alarms, sweeper: this.sweeper });
 
     new CfnOutput(this, 'ArtifactBucketName', { value: this.bucket.bucketName, description: 'Validated plugin tarballs (uploads/, artifacts/)' });
+    new CfnOutput(this, 'HostDocumentName', { value: this.hostDocument.documentName, description: 'The SSM Command document every host step and the sweeper send (the host script inside)' });
     new CfnOutput(this, 'EventBusName', { value: this.bus.eventBusName, description: 'Plugin lifecycle events' });
     new CfnOutput(this, 'DashboardName', { value: this.dashboard.dashboard.dashboardName, description: 'The operators\' CloudWatch dashboard' });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn, description: 'Subscribe operators here' });

@@ -233,7 +233,7 @@ export class ControlPlaneApi extends Construct {
     });
 
     grantWorkspaceLookup(role);
-    grantHostAccess(role, settings, 'The api Lambda lists the plugins on a workspace host (list, download, DELETE, rollback) and needs to');
+    grantHostAccess(role, settings, 'The api Lambda lists the plugins on a workspace host (list, download, DELETE, rollback) and needs to', props.steps.hostDocument);
     role.addToPolicy(new iam.PolicyStatement({
       sid: 'StartWorkflows',
       actions: ['states:StartExecution'],

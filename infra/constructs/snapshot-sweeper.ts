@@ -1,18 +1,17 @@
 /**
  * The snapshot sweeper: an EventBridge schedule (`sweepSchedule`, default `rate(1 day)`) invokes
- * the sweeper Lambda (lambdas/handlers/sweeper.ts), which sends ONE SSM Run Command
- * (`AWS-RunShellScript`) targeted by tag key at every workspace instance and follows it with
+ * the sweeper Lambda (lambdas/handlers/sweeper.ts), which sends ONE SSM Run Command (the stack's
+ * plugin-host document, operation fleet-sweep: host-document.ts) targeted by tag key at every workspace instance and follows it with
  * ListCommandInvocations (lambdas/core/sweep/fleet-sweep.ts). Each host removes snapshots and
  * failed installs older than `sweepOlderThanDays`, keeping the newest `sweepKeep` snapshots of each
  * plugin.
  *
- * The function: Node 22 on arm64, the host-code bundling (the command carries plugin-host.sh, read
- * from next to index.mjs), 15 minutes (it stops waiting 30 s before that), X-Ray, its own log
+ * The function: Node 22 on arm64, the host-code bundling, 15 minutes (it stops waiting 30 s before that), X-Ray, its own log
  * group. It talks to the SSM API only, so it runs outside any VPC. Lambda does not retry a failed
  * sweep (the next scheduled one does); the Errors alarm says it failed.
  *
  * IAM (its own role, inline only):
- *   ssm:SendCommand            the AWS-RunShellScript document, and instance/* only for instances
+ *   ssm:SendCommand            the stack's plugin-host document only, and instance/* only for instances
  *                              carrying the target tag (ssm:resourceTag/<tag> not null)
  *   ssm:ListCommandInvocations `*` (no resource-level permissions; the command id exists only
  *                              after SendCommand)
@@ -28,6 +27,7 @@ import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type { HostDocument } from './host-document.ts';
 import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -52,6 +52,8 @@ export interface SnapshotSweeperProps {
   readonly settings: SweepSettings;
   /** Where both alarms notify. */
   readonly alarmTopic: sns.ITopic;
+  /** The stack's SSM Command document: the sweep is its fleet-sweep operation. */
+  readonly hostDocument: HostDocument;
   /** Instances carrying this tag key are swept (and are all IAM lets it reach). Default WorkspaceId. */
   readonly targetTag?: string;
   /** Default one month. */
@@ -104,6 +106,7 @@ export class SnapshotSweeper extends Construct {
         SWEEP_TARGET_TAG: targetTag,
         SWEEP_MAX_CONCURRENCY,
         SWEEP_MAX_ERRORS,
+        SSM_DOCUMENT_NAME: props.hostDocument.documentName,
         POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
       },
@@ -112,9 +115,9 @@ export class SnapshotSweeper extends Construct {
 
     const instanceArn = stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' });
     this.role.addToPolicy(new iam.PolicyStatement({
-      sid: 'RunShellScriptDocument',
+      sid: 'PluginHostDocument',
       actions: ['ssm:SendCommand'],
-      resources: [stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' })],
+      resources: [props.hostDocument.documentArn],
     }));
     this.role.addToPolicy(new iam.PolicyStatement({
       sid: 'RunOnWorkspaceInstances',

@@ -7,11 +7,12 @@
  * Environment (read by lambdas/commons/aws-deps.ts): ARTIFACT_BUCKET, DEFAULT_TRANSPORT,
  * EIC_OS_USER, EIC_ENDPOINT_ID + EIC_ENDPOINT_DNS (only when an endpoint is configured),
  * EIC_NETWORK_PATH (endpoint | vpc | none: without a path, EIC workspaces are refused up front),
- * LEASE_SECONDS, HOST_STEP_TIMEOUT_MS (host steps), POWERTOOLS_SERVICE_NAME,
+ * SSM_DOCUMENT_NAME (the stack's plugin-host Command document, host-document.ts), LEASE_SECONDS, HOST_STEP_TIMEOUT_MS (host steps), POWERTOOLS_SERVICE_NAME,
  * POWERTOOLS_METRICS_NAMESPACE. No NODE_OPTIONS: source maps are not built (see STEP_BUNDLING).
  *
  * The host-step script: lambdas/core/host/host-script.ts reads it with
- * `new URL('./plugin-host.sh', import.meta.url)` (ssm-host.ts reads ssm-wrapper.sh the same way).
+ * `new URL('./plugin-host.sh', import.meta.url)` (EIC and local runs; SSM hosts get it inside the
+ * stack's document).
  * After bundling, `import.meta.url` is the bundle's own URL (file:///var/task/index.mjs), so the
  * scripts must sit next to index.mjs: the afterBundling hook copies every `*.sh` of
  * lambdas/core/host/ into the bundle's output directory.
@@ -20,7 +21,7 @@
  *   all        logs to its own log group; X-Ray (tracing); ec2:DescribeInstances (workspace lookup)
  *   host steps ec2-instance-connect:SendSSHPublicKey (tagged instances, one OS user),
  *              ec2-instance-connect:OpenTunnel (the configured endpoint, port 22, ≤ 1 h),
- *              ssm:SendCommand (AWS-RunShellScript on tagged instances), ssm:GetCommandInvocation,
+ *              ssm:SendCommand (the stack's plugin-host document only, on tagged instances), ssm:GetCommandInvocation,
  *              ssm:CancelCommand, ssm:ListCommandInvocations
  *   Prepare    S3 on uploads/* (stream + validate) and artifacts/* (commit by copy), ListBucket
  *              on the bucket (so a missing key is a 404, not a 403)
@@ -39,6 +40,7 @@ import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { eicNetworkPath, type InstallerSettings, type VpcPlacement } from '../settings.ts';
 import { ARTIFACTS_PREFIX, UPLOADS_PREFIX } from './artifact-bucket.ts';
+import type { HostDocument } from './host-document.ts';
 import { acknowledge, acknowledgeWildcardResource } from './nag.ts';
 
 /** The repository root: esbuild's project root and where the lock file lives. */
@@ -203,10 +205,11 @@ export function grantWorkspaceLookup(role: iam.Role): void {
 /**
  * What a function needs to run host operations on workspace instances, over EIC or SSM: the
  * ephemeral key push (tagged instances, one OS user), the tunnel through the configured endpoint
- * (port 22, bounded duration), SendCommand (AWS-RunShellScript on tagged instances) and following
- * the command. `who` names the function(s) in the cdk-nag acknowledgement.
+ * (port 22, bounded duration), SendCommand (the stack's own plugin-host document, on tagged
+ * instances: never AWS-RunShellScript) and following the command. `who` names the function(s) in
+ * the cdk-nag acknowledgement.
  */
-export function grantHostAccess(role: iam.Role, settings: InstallerSettings, who: string): void {
+export function grantHostAccess(role: iam.Role, settings: InstallerSettings, who: string, document: HostDocument): void {
   const stack = Stack.of(role);
   const instanceArn = stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' });
   role.addToPolicy(new iam.PolicyStatement({
@@ -232,9 +235,9 @@ export function grantHostAccess(role: iam.Role, settings: InstallerSettings, who
     }));
   }
   role.addToPolicy(new iam.PolicyStatement({
-    sid: 'RunShellScriptDocument',
+    sid: 'PluginHostDocument',
     actions: ['ssm:SendCommand'],
-    resources: [stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' })],
+    resources: [document.documentArn],
   }));
   role.addToPolicy(new iam.PolicyStatement({
     sid: 'RunOnWorkspaceInstances',
@@ -278,6 +281,8 @@ export const NODE_RUNTIME_REASON =
 export interface StepLambdasProps {
   readonly bucket: IBucket;
   readonly settings: InstallerSettings;
+  /** The SSM Command document host steps send (and nothing else). */
+  readonly hostDocument: HostDocument;
   /** Lock lease written by AcquireLock. Default 900 s. */
   readonly leaseSeconds?: number;
   /** Default one month. */
@@ -298,6 +303,8 @@ export class StepLambdas extends Construct {
   readonly environment: Readonly<Record<string, string>>;
   /** The VPC placement of every step (empty without VPC settings); the api Lambda shares it. */
   readonly placement: FunctionPlacement;
+  /** The SSM Command document the host steps send; the api Lambda sends it too. */
+  readonly hostDocument: HostDocument;
   private readonly byPlaceholder: ReadonlyMap<string, StepLambda>;
 
   constructor(scope: Construct, id: string, props: StepLambdasProps) {
@@ -307,6 +314,7 @@ export class StepLambdas extends Construct {
 
     const placement = settings.vpc ? this.vpcPlacement(settings.vpc) : {};
     this.placement = placement;
+    this.hostDocument = props.hostDocument;
 
     const environment: Record<string, string> = {
       ARTIFACT_BUCKET: props.bucket.bucketName,
@@ -314,6 +322,7 @@ export class StepLambdas extends Construct {
       EIC_OS_USER: settings.osUser,
       ...(settings.eicEndpoint ? { EIC_ENDPOINT_ID: settings.eicEndpoint.id, EIC_ENDPOINT_DNS: settings.eicEndpoint.dnsName } : {}),
       EIC_NETWORK_PATH: eicNetworkPath(settings),
+      SSM_DOCUMENT_NAME: props.hostDocument.documentName,
       LEASE_SECONDS: String(props.leaseSeconds ?? DEFAULT_LEASE_SECONDS),
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
@@ -353,7 +362,7 @@ export class StepLambdas extends Construct {
       });
 
       grantWorkspaceLookup(role);
-      if (isHostStep(spec)) grantHostAccess(role, settings, 'Host steps');
+      if (isHostStep(spec)) grantHostAccess(role, settings, 'Host steps', props.hostDocument);
 
       if (spec.access === 'upload') {
         role.addToPolicy(new iam.PolicyStatement({

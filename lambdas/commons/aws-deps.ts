@@ -65,7 +65,9 @@ export function awsDeps(env: NodeJS.ProcessEnv = process.env, clients: AwsClient
     workspaces: new Ec2WorkspaceDirectory({ client: clients.ec2, defaultTransport }),
     hosts: transportResolver({
       eic,
-      ssm: ssmHostResolver({ client: clients.ssm, stepTimeoutMs }),
+      ssm: env.SSM_DOCUMENT_NAME
+        ? ssmHostResolver({ client: clients.ssm, documentName: env.SSM_DOCUMENT_NAME, stepTimeoutMs })
+        : unavailableTransport('ssm', 'SSM_DOCUMENT_NAME is not set, so there is no plugin-host document to send', 'deploy with infra/ (it creates the document and sets SSM_DOCUMENT_NAME)'),
     }),
     artifacts: new S3ArtifactStore({ client: clients.s3, bucket }),
     sources: { s3: clients.s3, fetch: globalThis.fetch },

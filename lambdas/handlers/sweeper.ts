@@ -10,6 +10,7 @@
  *   SWEEP_MAX_CONCURRENCY   SSM MaxConcurrency (default 10%)
  *   SWEEP_MAX_ERRORS        SSM MaxErrors (default 5%)
  *   SWEEP_DRY_RUN           "true": report only (an event with detail.dryRun = true does the same)
+ *   SSM_DOCUMENT_NAME       the stack's plugin-host Command document (required)
  *
  * Metrics (no dimension besides the service, one value per host): SweptSnapshots (Count),
  * SweptBytes (Bytes), SweepHostsFailed (Count, 0 or 1: its Sum is the failed hosts).
@@ -30,6 +31,7 @@ export interface SweeperSettings {
   maxConcurrency: string;
   maxErrors: string;
   dryRun: boolean;
+  documentName: string;
 }
 
 const TAG_KEY = /^[A-Za-z0-9 _.:/=+@-]{1,128}$/;
@@ -46,6 +48,8 @@ function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, max
 export function sweeperSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): SweeperSettings {
   const targetTag = env.SWEEP_TARGET_TAG || 'WorkspaceId';
   if (!TAG_KEY.test(targetTag)) throw new PluginError('InvalidInput', `SWEEP_TARGET_TAG=${JSON.stringify(targetTag)} is not a valid tag key`, 'a tag key of up to 128 characters: letters, digits, spaces and _ . : / = + - @');
+  const documentName = env.SSM_DOCUMENT_NAME ?? '';
+  if (!/^[A-Za-z0-9_.-]{3,128}$/.test(documentName)) throw new PluginError('InvalidInput', `SSM_DOCUMENT_NAME=${JSON.stringify(env.SSM_DOCUMENT_NAME ?? '')} is not a document name`, "deploy with infra/: it creates the plugin-host document and sets SSM_DOCUMENT_NAME to its name");
   const dry = (env.SWEEP_DRY_RUN ?? '').toLowerCase();
   if (!['', 'true', 'false', '1', '0'].includes(dry)) throw new PluginError('InvalidInput', `SWEEP_DRY_RUN=${JSON.stringify(env.SWEEP_DRY_RUN)} is not true or false`, 'set SWEEP_DRY_RUN to true or false');
   return {
@@ -55,6 +59,7 @@ export function sweeperSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Sw
     maxConcurrency: env.SWEEP_MAX_CONCURRENCY || '10%',
     maxErrors: env.SWEEP_MAX_ERRORS || '5%',
     dryRun: dry === 'true' || dry === '1',
+    documentName,
   };
 }
 
@@ -74,7 +79,7 @@ export interface SweeperOptions {
   env?: NodeJS.ProcessEnv;
   clock?: () => Date;
   /** Test seams of the core (root prefix, poll timings). */
-  fleet?: Pick<FleetSweepOptions, 'rootPrefix' | 'pollInitialMs' | 'pollMaxMs' | 'sleep' | 'timeoutSeconds' | 'executionTimeoutSeconds'>;
+  fleet?: Pick<FleetSweepOptions, 'pollInitialMs' | 'pollMaxMs' | 'sleep' | 'timeoutSeconds' | 'executionTimeoutSeconds'>;
 }
 
 export function sweeperHandler(options: SweeperOptions) {
@@ -90,6 +95,7 @@ export function sweeperHandler(options: SweeperOptions) {
 
     const summary = await fleetSweep({
       client: options.client(),
+      documentName: settings.documentName,
       rules,
       targets: [{ Key: 'tag-key', Values: [settings.targetTag] }],
       maxConcurrency: settings.maxConcurrency,

@@ -2,8 +2,9 @@
  * Command shims for the chaos runner (a generalisation of fault-shims.ts): `mv`, `rm`, `tar`,
  * `mkdir`, `chown` and `perl` (the exchange) first on the host script's PATH. Each shim finds the host operation it
  * runs in from its parent's argv, for both ways the script is started:
- *   local:  sh /…/plugin-host.sh <op> …                       (argv[1] ends in plugin-host.sh)
- *   SSM:    sh -c '<script text>' plugin-host.sh <op> …        (argv[3] is plugin-host.sh)
+ *   local, SSM:  sh /…/plugin-host.sh <op> …                  (argv[1] ends in plugin-host.sh;
+ *                                                             SSM: unpacked by the document)
+ *   EIC:         sh -c '<script text>' plugin-host.sh <op> …   (argv[3] is plugin-host.sh)
  * and applies the first armed rule `op:command:mode` (space-separated in FAULT_SPEC) that
  * matches:
  *   fail, fail-once   exit 1 without doing anything ("once": only the first time it matches)

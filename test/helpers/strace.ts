@@ -87,9 +87,13 @@ export function stracePrivilege(strace: string, dir: string): string {
   return `sudo -n ${strace} -f -y -e ${TRACE_SET} -o ${traceFileOnHost(dir)}`;
 }
 
-/** The SSM stand-in's launcher (FakeInstance.launcher) that runs each command under strace. */
+/**
+ * The SSM stand-in's launcher (FakeInstance.launcher) that runs each command under strace. The
+ * document runs the host script from a temp path (`sh /…/plugin-host-ssm.XXXXXX/plugin-host.sh
+ * <op> …`), longer than strace's default 32-character strings: `-s 256` keeps it readable.
+ */
 export function straceLauncher(strace: string, dir: string): string[] {
-  return ['sh', '-c', `exec ${strace} -f -y -e ${TRACE_SET} -o ${traceFileOnHost(dir)} "$@"`, 'strace-launcher'];
+  return ['sh', '-c', `exec ${strace} -f -y -s 256 -e ${TRACE_SET} -o ${traceFileOnHost(dir)} "$@"`, 'strace-launcher'];
 }
 
 export interface HostStepTrace {
@@ -101,7 +105,8 @@ export interface HostStepTrace {
 /**
  * The steps traced into `dir`, in the order they ran (by file name), each named by the
  * operation its script was run with: the element after `plugin-host.sh` in the argv of the first
- * execve that has one (`sh -c <script> plugin-host.sh <op> …` over EIC and SSM), or, for
+ * execve that has one (`sh -c <script> plugin-host.sh <op> …` over EIC, `sh /…/plugin-host.sh <op> …`
+ * over SSM), or, for
  * StracedHost's files (`<n>-<op>.trace`; strace shortens the script's long path in the argv it
  * prints), the name.
  */

@@ -343,7 +343,7 @@ describe('api Lambda', () => {
 });
 
 describe('api Lambda IAM', () => {
-  const HOST_SIDS = ['PushEphemeralSshKey', 'TunnelThroughEndpoint', 'RunShellScriptDocument', 'RunOnWorkspaceInstances', 'FollowCommands'];
+  const HOST_SIDS = ['PushEphemeralSshKey', 'TunnelThroughEndpoint', 'PluginHostDocument', 'RunOnWorkspaceInstances', 'FollowCommands'];
 
   function statements(app: BuiltApp) {
     return sortStatements(roleStatements(app.template, logicalId(app.stack.api.role)).map(normalize));

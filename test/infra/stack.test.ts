@@ -201,6 +201,7 @@ describe('step Lambdas', () => {
         DEFAULT_TRANSPORT: 'ssm',
         EIC_OS_USER: 'ubuntu',
         EIC_NETWORK_PATH: 'none',
+        SSM_DOCUMENT_NAME: base.stack.hostDocument.documentName,
         ...hostTimeout(spec),
       });
       expect(variables(variant, spec), spec.file).toEqual({
@@ -211,6 +212,7 @@ describe('step Lambdas', () => {
         EIC_ENDPOINT_ID: VARIANT_CONTEXT.eicEndpointId,
         EIC_ENDPOINT_DNS: VARIANT_CONTEXT.eicEndpointDns,
         EIC_NETWORK_PATH: 'endpoint',
+        SSM_DOCUMENT_NAME: variant.stack.hostDocument.documentName,
         ...hostTimeout(spec),
       });
     }
@@ -274,7 +276,7 @@ function expectedStatements(app: BuiltApp, spec: StepSpec, arn: ArnParts, osUser
         resources: [instances],
         condition: { StringEquals: { 'ec2:osuser': osUser }, Null: { 'aws:ResourceTag/WorkspaceId': 'false' } },
       },
-      { sid: 'RunShellScriptDocument', effect: 'Allow', actions: ['ssm:SendCommand'], resources: [`arn:${arn.partition}:ssm:${arn.region}::document/AWS-RunShellScript`], condition: undefined },
+      { sid: 'PluginHostDocument', effect: 'Allow', actions: ['ssm:SendCommand'], resources: [`arn:${arn.partition}:ssm:${arn.region}:${arn.account}:document/${app.stack.hostDocument.documentName}`], condition: undefined },
       { sid: 'RunOnWorkspaceInstances', effect: 'Allow', actions: ['ssm:SendCommand'], resources: [instances], condition: { Null: { 'ssm:resourceTag/WorkspaceId': 'false' } } },
       { sid: 'FollowCommands', effect: 'Allow', actions: ['ssm:CancelCommand', 'ssm:GetCommandInvocation', 'ssm:ListCommandInvocations'], resources: ['*'], condition: undefined },
     );

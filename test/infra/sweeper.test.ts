@@ -119,15 +119,15 @@ describe('sweeper function', () => {
       POWERTOOLS_SERVICE_NAME: 'workspace-plugin-installer',
       POWERTOOLS_METRICS_NAMESPACE: 'WorkspacePluginInstaller',
     };
-    expect(envOf(base)).toEqual({ ...common, SWEEP_OLDER_THAN_DAYS: '7', SWEEP_KEEP: '1' });
-    expect(envOf(custom)).toEqual({ ...common, SWEEP_OLDER_THAN_DAYS: '30', SWEEP_KEEP: '2' });
+    expect(envOf(base)).toEqual({ ...common, SWEEP_OLDER_THAN_DAYS: '7', SWEEP_KEEP: '1', SSM_DOCUMENT_NAME: base.stack.hostDocument.documentName });
+    expect(envOf(custom)).toEqual({ ...common, SWEEP_OLDER_THAN_DAYS: '30', SWEEP_KEEP: '2', SSM_DOCUMENT_NAME: custom.stack.hostDocument.documentName });
     // Nothing the sweeper does not read: no bucket, no transport or EIC settings.
     expect(Object.keys(envOf(custom)).filter((k) => /ARTIFACT|EIC|TRANSPORT|HOST_STEP/.test(k))).toEqual([]);
   });
 
   it('sets exactly what the handler reads, and the handler accepts it', () => {
-    expect(sweeperSettingsFromEnv(envOf(base))).toEqual({ olderThanDays: 7, keepNewest: 1, targetTag: WORKSPACE_TAG, maxConcurrency: '10%', maxErrors: '5%', dryRun: false });
-    expect(sweeperSettingsFromEnv(envOf(custom))).toEqual({ olderThanDays: 30, keepNewest: 2, targetTag: WORKSPACE_TAG, maxConcurrency: '10%', maxErrors: '5%', dryRun: false });
+    expect(sweeperSettingsFromEnv(envOf(base))).toEqual({ olderThanDays: 7, keepNewest: 1, targetTag: WORKSPACE_TAG, maxConcurrency: '10%', maxErrors: '5%', dryRun: false, documentName: base.stack.hostDocument.documentName });
+    expect(sweeperSettingsFromEnv(envOf(custom))).toEqual({ olderThanDays: 30, keepNewest: 2, targetTag: WORKSPACE_TAG, maxConcurrency: '10%', maxErrors: '5%', dryRun: false, documentName: custom.stack.hostDocument.documentName });
     const source = readFileSync(join(ROOT, 'lambdas/handlers/sweeper.ts'), 'utf8');
     for (const key of Object.keys(envOf(base)).filter((k) => k.startsWith('SWEEP_'))) expect(source, key).toContain(key);
     // The target the handler builds is the fleet sweep's default: every instance with the tag key.
@@ -140,7 +140,7 @@ describe('sweeper IAM', () => {
     return sortStatements([
       { sid: 'WriteOwnLogs', effect: 'Allow', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [`<${logicalId(app.stack.sweeper.logGroup)}.Arn>`], condition: undefined },
       { sid: '', effect: 'Allow', actions: ['xray:PutTelemetryRecords', 'xray:PutTraceSegments'], resources: ['*'], condition: undefined },
-      { sid: 'RunShellScriptDocument', effect: 'Allow', actions: ['ssm:SendCommand'], resources: [`arn:${arn.partition}:ssm:${arn.region}::document/AWS-RunShellScript`], condition: undefined },
+      { sid: 'PluginHostDocument', effect: 'Allow', actions: ['ssm:SendCommand'], resources: [`arn:${arn.partition}:ssm:${arn.region}:${arn.account}:document/${app.stack.hostDocument.documentName}`], condition: undefined },
       {
         sid: 'RunOnWorkspaceInstances',
         effect: 'Allow',
@@ -152,7 +152,7 @@ describe('sweeper IAM', () => {
     ]);
   }
 
-  it('is exactly SendCommand (AWS-RunShellScript, tagged instances) and ListCommandInvocations, besides logs and X-Ray', () => {
+  it('is exactly SendCommand (the plugin-host document, tagged instances) and ListCommandInvocations, besides logs and X-Ray', () => {
     const actualBase = sortStatements(roleStatements(base.template, logicalId(base.stack.sweeper.role)).map(normalize));
     expect(actualBase).toEqual(expected({ partition: '<AWS::Partition>', region: '<AWS::Region>', account: '<AWS::AccountId>' }, base));
     // VPC placement, an endpoint and the EIC transport change nothing for the sweeper.

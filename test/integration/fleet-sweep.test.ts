@@ -1,7 +1,7 @@
 /**
  * The fleet sweep against the SSM API stand-in (test/servers/ssm-api.ts) with the real SSMClient:
  * 10 and 1,000 fake managed instances tagged WorkspaceId, each running the real command (wrapper +
- * host script) in its own tiny directory (rootPrefix '.': each instance's working directory plays
+ * host script) in its own tiny directory (the test document's rootPrefix '.': each instance's working directory plays
  * its `/`). Counts the SSM API calls per action: one SendCommand whatever the fleet size, and
  * ListCommandInvocations growing only by pagination (pages of 50 per poll), never per instance.
  */
@@ -19,6 +19,7 @@ import { FLEET_ROOTS, fleetSweep, type FleetSweepSummary } from '../../lambdas/c
 import { DAY_MS, sweepRules } from '../../lambdas/core/sweep/sweep-rules.ts';
 import { sweeperHandler } from '../../lambdas/handlers/sweeper.ts';
 import { startSsmApi, type FakeInstance, type SsmApi } from '../servers/ssm-api.ts';
+import { TEST_DOCUMENT_NAME, testDocuments } from '../servers/ssm-harness.ts';
 import { TEST_CREDENTIALS } from '../servers/sigv4.ts';
 
 const NOW = new Date();
@@ -114,7 +115,7 @@ async function startFleet(n: number, rules: SweepRules): Promise<Fleet> {
   await entry(join(stray, 'configs/plugins'), `.previous/s.${DAY(-30)}`, 100);
   await entry(join(stray, 'configs/plugins'), `.previous/s.${DAY(-29)}`, 100);
   instances['i-0ffffffffffffffff'] = { root: stray, tags: { Name: 'bastion' } };
-  const api = await startSsmApi({ instances, deliveryDelayMs: 5 });
+  const api = await startSsmApi({ instances, deliveryDelayMs: 5, documents: testDocuments() });
   const client = new SSMClient({ endpoint: api.endpoint, region: 'us-east-1', credentials: { ...TEST_CREDENTIALS } });
   return {
     api,
@@ -172,7 +173,7 @@ describe('fleet sweep over SSM Run Command', () => {
   it('10 instances: one SendCommand, pages per poll, counts and bytes right; a dry run first deletes nothing', { timeout: 300_000 }, async () => {
     const fleet = await startFleet(10, RULES);
     try {
-      const dry = await fleetSweep({ client: fleet.client, rules: { ...RULES, dryRun: true }, rootPrefix: '.', maxConcurrency: '100', maxErrors: '10', ...POLL });
+      const dry = await fleetSweep({ client: fleet.client, rules: { ...RULES, dryRun: true }, documentName: TEST_DOCUMENT_NAME, maxConcurrency: '100', maxErrors: '10', ...POLL });
       expect(dry.dryRun).toBe(true);
       checkResults(fleet, dry);
       const i0 = join(fleet.api.instances[instanceId(0)]!.root!, 'configs/plugins');
@@ -181,7 +182,7 @@ describe('fleet sweep over SSM Run Command', () => {
       expect(afterDry.SendCommand).toBe(1);
 
       const started = Date.now();
-      const real = await fleetSweep({ client: fleet.client, rules: RULES, rootPrefix: '.', maxConcurrency: '100', maxErrors: '10', ...POLL });
+      const real = await fleetSweep({ client: fleet.client, rules: RULES, documentName: TEST_DOCUMENT_NAME, maxConcurrency: '100', maxErrors: '10', ...POLL });
       const ms = Date.now() - started;
       checkResults(fleet, real);
       expect(real.hosts.map((h) => h.roots)).toEqual(dry.hosts.map((h) => h.roots));
@@ -216,7 +217,7 @@ describe('fleet sweep over SSM Run Command', () => {
     try {
       const started = Date.now();
       // SSM's defaults here: MaxConcurrency 10% (100 at a time), MaxErrors 5% (50).
-      const summary = await fleetSweep({ client: fleet.client, rules: RULES, rootPrefix: '.', ...POLL });
+      const summary = await fleetSweep({ client: fleet.client, rules: RULES, documentName: TEST_DOCUMENT_NAME, ...POLL });
       const ms = Date.now() - started;
       checkResults(fleet, summary);
       const calls = { ...fleet.api.calls };
@@ -243,7 +244,7 @@ describe('fleet sweep over SSM Run Command', () => {
         const sleep = async () => {
           while (fleet.api.invocations().some((i) => !['Success', 'Failed', 'TimedOut', 'Cancelled'].includes(i.status))) await new Promise((r) => setTimeout(r, 50));
         };
-        const summary = await fleetSweep({ client: fleet.client, rules: { ...RULES, dryRun: true }, rootPrefix: '.', maxConcurrency: '100', maxErrors: '10', sleep });
+        const summary = await fleetSweep({ client: fleet.client, rules: { ...RULES, dryRun: true }, documentName: TEST_DOCUMENT_NAME, maxConcurrency: '100', maxErrors: '10', sleep });
         expect(summary.complete).toBe(true);
         expect(summary.hosts).toHaveLength(n);
         counts[n] = { ...fleet.api.calls, polls: summary.polls };
@@ -279,9 +280,9 @@ describe('the sweeper Lambda', () => {
           made++;
           return fleet.client;
         },
-        env: { SWEEP_OLDER_THAN_DAYS: '7', SWEEP_KEEP: '1', SWEEP_MAX_CONCURRENCY: '100', SWEEP_MAX_ERRORS: '10' },
+        env: { SSM_DOCUMENT_NAME: TEST_DOCUMENT_NAME, SWEEP_OLDER_THAN_DAYS: '7', SWEEP_KEEP: '1', SWEEP_MAX_CONCURRENCY: '100', SWEEP_MAX_ERRORS: '10' },
         clock: () => NOW,
-        fleet: { rootPrefix: '.', ...POLL },
+        fleet: { ...POLL },
       });
       const result = await handler({ 'detail-type': 'Scheduled Event', source: 'aws.events', time: NOW.toISOString(), detail: {} });
       expect(made).toBe(1);
@@ -289,7 +290,10 @@ describe('the sweeper Lambda', () => {
       checkResults(fleet, result);
       expect(fleet.api.calls.SendCommand).toBe(1);
       const sent = fleet.api.invocations()[0]!;
-      expect(sent.parameters.commands![0]).toContain(`'${RULES.previousBefore}'`);
+      expect(sent.parameters.operation).toEqual(['fleet-sweep']);
+      expect(sent.parameters.arguments![0]!.split(' ').map((w) => Buffer.from(w, 'base64').toString('utf8').slice(1))).toEqual([
+        RULES.previousBefore, String(RULES.keepNewest), RULES.stagingBefore, RULES.failedBefore, String(RULES.nowEpochSeconds), '0',
+      ]);
       // One value per host for each metric, dimension-less (no instance dimension).
       for (const name of ['SweptSnapshots', 'SweptBytes', 'SweepHostsFailed']) expect(added.filter(([n]) => n === name)).toHaveLength(10);
       expect(added.filter(([n]) => n === 'SweepHostsFailed').reduce((s, [, , v]) => s + v, 0)).toBe(1);
@@ -314,12 +318,13 @@ describe('the sweeper Lambda', () => {
   });
 
   it('refuses bad settings before sending anything', async () => {
-    const handler = (env: NodeJS.ProcessEnv) => sweeperHandler({ client: () => { throw new Error('no client expected'); }, env })({});
+    const handler = (env: NodeJS.ProcessEnv) => sweeperHandler({ client: () => { throw new Error('no client expected'); }, env: { SSM_DOCUMENT_NAME: TEST_DOCUMENT_NAME, ...env } })({});
+    await expect(handler({ SSM_DOCUMENT_NAME: undefined })).rejects.toMatchObject({ code: 'InvalidInput', message: expect.stringMatching(/SSM_DOCUMENT_NAME/) });
     await expect(handler({ SWEEP_OLDER_THAN_DAYS: 'seven' })).rejects.toMatchObject({ code: 'InvalidInput' });
     await expect(handler({ SWEEP_KEEP: '-1' })).rejects.toMatchObject({ code: 'InvalidInput' });
     await expect(handler({ SWEEP_TARGET_TAG: 'a"b' })).rejects.toMatchObject({ code: 'InvalidInput' });
     await expect(handler({ SWEEP_DRY_RUN: 'maybe' })).rejects.toMatchObject({ code: 'InvalidInput' });
-    const withClient = (env: NodeJS.ProcessEnv) => sweeperHandler({ client: () => new SSMClient({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9' }), env })({});
+    const withClient = (env: NodeJS.ProcessEnv) => sweeperHandler({ client: () => new SSMClient({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9' }), env: { SSM_DOCUMENT_NAME: TEST_DOCUMENT_NAME, ...env } })({});
     await expect(withClient({ SWEEP_MAX_CONCURRENCY: '0' })).rejects.toMatchObject({ code: 'InvalidInput' });
     await expect(withClient({ SWEEP_MAX_ERRORS: '101%' })).rejects.toMatchObject({ code: 'InvalidInput' });
   });

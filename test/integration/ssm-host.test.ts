@@ -22,11 +22,12 @@ import {
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { PluginError } from '../../lambdas/core/errors.ts';
 import { HostSteps, type PluginRef } from '../../lambdas/core/host/host-steps.ts';
-import { SsmHost, decodeSsmStdout, ssmCommandLine } from '../../lambdas/core/host/ssm-host.ts';
+import { SsmHost, decodeSsmStdout } from '../../lambdas/core/host/ssm-host.ts';
 import type { Runtime } from '../../lambdas/core/runtimes.ts';
 import { newStamp } from '../../lambdas/core/stamp.ts';
 import { goodTarball } from '../fixtures/hostile-tarballs.ts';
-import { startSsmHarness, type SsmHarness } from '../servers/ssm-harness.ts';
+import { TEST_DOCUMENT_NAME, startSsmHarness, type SsmHarness } from '../servers/ssm-harness.ts';
+import { AWS_RUN_SHELL_SCRIPT } from '../servers/ssm-api.ts';
 import { failure, expectCode } from '../helpers/plugin-error.ts';
 
 const sha256 = (buf: Buffer): string => createHash('sha256').update(buf).digest('hex');
@@ -230,7 +231,8 @@ describe('SSM transport through HostSteps', () => {
   it('a step that outlives its execution timeout is killed on the host and becomes HostTimeout', async () => {
     const { steps } = stepsFor('ws-hang', 1_000);
     const ref: PluginRef = { name: 'hangs', stamp: newStamp() };
-    await lease(steps, ref);
+    // The lease with the default timeout: only the stage is meant to run out of time.
+    await lease(stepsFor('ws-hang').steps, ref);
     const error = await expectCode(steps.stage(ref, sha256(tarballs['v1.tgz']!), 0, { url: `${baseUrl}/hang.tgz` }), 'HostTimeout');
     expect(error.retryable).toBe(true);
     expect(error.message).toMatch(/ran longer than its 1s execution timeout/);
@@ -321,7 +323,8 @@ describe('SSM transport through HostSteps', () => {
 
   it('observes the real status progression Pending → InProgress → Success', async () => {
     const { steps, instanceId } = stepsFor('ws-progress');
-    harness.api.instances[instanceId]!.deliveryDelayMs = 150;
+    // Pending long enough that a poll sees it however loaded the machine is.
+    harness.api.instances[instanceId]!.deliveryDelayMs = 1_000;
     const served = { ...harness.api.served };
     const ref: PluginRef = { name: 'progress', stamp: newStamp() };
     await lease(steps, ref);
@@ -335,7 +338,7 @@ describe('SSM transport through HostSteps', () => {
     const { steps, instanceId } = stepsFor('ws-throttle');
     const noRetry = new SSMClient({ ...harness.clientConfig, maxAttempts: 1 });
     try {
-      const host = new SsmHost(instanceId, { client: noRetry, pollInitialMs: 25, pollMaxMs: 100 });
+      const host = new SsmHost(instanceId, { client: noRetry, documentName: TEST_DOCUMENT_NAME, pollInitialMs: 25, pollMaxMs: 100 });
       const strict = new HostSteps({ host, root: `${harness.hostRoot}/configs/plugins`, ownerSpec: '1000:1000' });
       harness.api.failNext('SendCommand', 'ThrottlingException', { message: 'Rate exceeded' });
       let error = await expectCode(strict.list(), 'HostUnreachable');
@@ -359,19 +362,19 @@ describe('SSM transport through HostSteps', () => {
     expect(error.message).toMatch(/cannot stream/);
   });
 
-  it('sends one AWS-RunShellScript command: the wrapped script, an execution timeout, a comment', async () => {
-    const line = ssmCommandLine({ op: 'list', args: ["/it's/root"] });
-    expect(line.startsWith("sh -c '#!/bin/sh")).toBe(true);
-    expect(line).toContain(`plugin-host.sh 'list' '/it'\\''s/root'`);
+  it("sends one command of the stack's own document: the operation, its arguments base64-encoded, an execution timeout, a comment", async () => {
     const { steps } = stepsFor('ws-shape', 42_500);
     await steps.list();
     const inv = lastInvocation();
     const got = await harness.client.send(new GetCommandInvocationCommand({ CommandId: inv.commandId, InstanceId: inv.instanceId }));
-    expect(got).toMatchObject({ Status: 'Success', ResponseCode: 0, Comment: 'plugin-host list', PluginName: 'aws:runShellScript' });
+    expect(got).toMatchObject({ Status: 'Success', ResponseCode: 0, Comment: 'plugin-host list', DocumentName: TEST_DOCUMENT_NAME, PluginName: 'pluginHost' });
     expect(got.StandardOutputContent).toMatch(/^\{"ok":true,"op":"list"/);
     const listed = await harness.client.send(new ListCommandInvocationsCommand({ CommandId: inv.commandId, Details: true }));
-    expect(listed.CommandInvocations?.[0]?.CommandPlugins?.[0]).toMatchObject({ Name: 'aws:runShellScript', Status: 'Success', ResponseCode: 0 });
-    expect(inv.parameters).toMatchObject({ executionTimeout: ['43'] });
+    expect(listed.CommandInvocations?.[0]?.CommandPlugins?.[0]).toMatchObject({ Name: 'pluginHost', Status: 'Success', ResponseCode: 0 });
+    expect(Object.keys(inv.parameters).sort()).toEqual(['arguments', 'executionTimeout', 'operation']);
+    expect(inv.parameters).toMatchObject({ operation: ['list'], executionTimeout: ['43'] });
+    const args = inv.parameters.arguments![0]!.split(' ').map((w) => Buffer.from(w, 'base64').toString('utf8'));
+    expect(args).toEqual([`x${harness.hostRoot}/configs/plugins`]);
     expect(inv.timeoutSeconds).toBe(43);
   });
 });
@@ -397,6 +400,7 @@ describe('SSM API stand-in: fleet commands (Targets, MaxConcurrency, MaxErrors, 
     for (const id of fleet) harness.api.instances[id] = { root: harness.hostRoot, tags: { Fleet: 'blue' } };
     harness.api.instances['i-0f00000000000000f'] = { root: harness.hostRoot, tags: { Fleet: 'blue' }, managed: false };
     harness.api.instances['i-0f000000000000010'] = { root: harness.hostRoot, tags: { Fleet: 'green' } };
+    harness.api.documents['AWS-RunShellScript'] = AWS_RUN_SHELL_SCRIPT;
     const sent = await harness.client.send(new SendCommandCommand({
       DocumentName: 'AWS-RunShellScript',
       Targets: [{ Key: 'tag:Fleet', Values: ['blue'] }],
@@ -420,6 +424,7 @@ describe('SSM API stand-in: fleet commands (Targets, MaxConcurrency, MaxErrors, 
   it('stops sending to further instances once MaxErrors is exceeded (Terminated)', async () => {
     const fleet = ['i-0e00000000000000a', 'i-0e00000000000000b', 'i-0e00000000000000c', 'i-0e00000000000000d'];
     for (const id of fleet) harness.api.instances[id] = { root: harness.hostRoot, tags: { Fleet: 'red' } };
+    harness.api.documents['AWS-RunShellScript'] = AWS_RUN_SHELL_SCRIPT;
     const sent = await harness.client.send(new SendCommandCommand({
       DocumentName: 'AWS-RunShellScript',
       Targets: [{ Key: 'tag:Fleet', Values: ['red'] }],

@@ -2,9 +2,16 @@
  * A local stand-in of the AWS Systems Manager Run Command API, for tests: awsJson1_1 over HTTP on
  * 127.0.0.1, reached by the real `SSMClient` through `endpoint`.
  *
- * Actions: SendCommand (document AWS-RunShellScript only, by InstanceIds or by tag Targets with
- * MaxConcurrency / MaxErrors), GetCommandInvocation, ListCommandInvocations (paginated, Details
- * optional), CancelCommand. Errors are `{"__type": …, "message": …}` with HTTP 400 (500 for
+ * Actions: SendCommand (of the Command documents the test registers, e.g. the stack's own
+ * plugin-host document, by InstanceIds or by tag Targets with MaxConcurrency / MaxErrors),
+ * GetCommandInvocation, ListCommandInvocations (paginated, Details optional), CancelCommand.
+ *
+ * Documents run as the agent runs them: the parameters are checked against the document's
+ * definitions (defined, a single string, `allowedPattern`, `maxChars`; defaults filled in;
+ * InvalidParameters otherwise), `{{ name }}` is interpolated into the step's `runCommand` and
+ * `timeoutSeconds`, and a parameter with `interpolationType: ENV_VAR` is also given to the
+ * command as the environment variable `SSM_<name>` (unless the instance plays an agent older
+ * than 3.3.2746.0, `legacyAgent`). Only schema 2.2 documents of one `aws:runShellScript` step. Errors are `{"__type": …, "message": …}` with HTTP 400 (500 for
  * injected server faults), as the service answers.
  *
  * Fake instances run their commands on THIS machine, as this process's user (root in tests),
@@ -46,7 +53,30 @@ export interface FakeInstance {
    * nothing). A test puts `strace` here to read the system calls a command made on the instance.
    */
   launcher?: string[];
+  /** An SSM agent older than 3.3.2746.0: no SSM_<name> environment variables, `{{ }}` interpolation only. */
+  legacyAgent?: boolean;
 }
+
+/** The parts of a schema 2.2 Command document this stand-in runs. */
+export interface CommandDocument {
+  schemaVersion: string;
+  parameters?: Record<string, { type: string; allowedPattern?: string; default?: string; maxChars?: number; interpolationType?: string }>;
+  mainSteps: { action: string; name: string; inputs: { runCommand: string[]; timeoutSeconds?: string } }[];
+}
+
+/**
+ * A model of AWS's own `AWS-RunShellScript` (commands as a StringList), for tests of the stand-in
+ * itself. The stack's roles may not send it (test/infra/host-document.test.ts).
+ */
+export const AWS_RUN_SHELL_SCRIPT: CommandDocument = {
+  schemaVersion: '2.2',
+  parameters: {
+    commands: { type: 'StringList' },
+    workingDirectory: { type: 'String', default: '' },
+    executionTimeout: { type: 'String', default: '3600', allowedPattern: '([1-9][0-9]{0,4})|(1[0-6][0-9]{4})|(17[0-1][0-9]{3})|(172[0-7][0-9]{2})|(172800)' },
+  },
+  mainSteps: [{ action: 'aws:runShellScript', name: 'aws:runShellScript', inputs: { runCommand: ['{{ commands }}'], timeoutSeconds: '{{ executionTimeout }}' } }],
+};
 
 export interface SsmApiOptions {
   instances: Record<string, FakeInstance>;
@@ -56,6 +86,8 @@ export interface SsmApiOptions {
   deliveryDelayMs?: number;
   /** What clients must sign with (default the temporary TEST_CREDENTIALS, session token included). */
   credentials?: TestCredentials;
+  /** The Command documents that exist, by name (mutable through SsmApi.documents). */
+  documents?: Record<string, CommandDocument>;
 }
 
 export type InvocationStatus = 'Pending' | 'InProgress' | 'Delayed' | 'Success' | 'Cancelled' | 'TimedOut' | 'Failed' | 'Cancelling';
@@ -88,6 +120,8 @@ export interface SsmApi {
   served: Record<string, number>;
   /** Mutable: tests add or change instances at any time. */
   instances: Record<string, FakeInstance>;
+  /** Mutable: the documents SendCommand accepts. */
+  documents: Record<string, CommandDocument>;
   /** Every invocation so far, oldest first. */
   invocations(): FakeInvocation[];
   /** Processes still running. */
@@ -105,7 +139,7 @@ const CAPTURE_LIMIT = 4 * 1024 * 1024;
 const ACCOUNT = '123456789012';
 const TERMINAL = new Set<InvocationStatus>(['Success', 'Cancelled', 'TimedOut', 'Failed']);
 
-class ApiError extends Error {
+export class ApiError extends Error {
   constructor(readonly type: string, message: string, readonly status = 400) {
     super(message);
   }
@@ -121,6 +155,11 @@ interface Invocation extends FakeInvocation {
 interface Command {
   id: string;
   documentName: string;
+  /** The step's shell text with every parameter interpolated, and its plugin (step) name. */
+  script: string;
+  pluginName: string;
+  /** SSM_<name> variables of ENV_VAR parameters. */
+  envVars: Record<string, string>;
   comment: string;
   parameters: Record<string, string[]>;
   instanceIds: string[];
@@ -148,8 +187,64 @@ function parseLimit(value: string, total: number, what: string, min: number): nu
   return Math.max(min, limit);
 }
 
+export interface RenderedCommand {
+  /** Every parameter's value (defaults filled in). */
+  parameters: Record<string, string[]>;
+  /** The step's shell text, `{{ }}` interpolated. */
+  script: string;
+  /** The step's name (GetCommandInvocation's PluginName). */
+  pluginName: string;
+  /** SSM_<name> for the ENV_VAR parameters. */
+  envVars: Record<string, string>;
+  executionSeconds: number;
+}
+
+/**
+ * Checks SendCommand's Parameters against the document and renders its one step as the agent
+ * would run it; an ApiError (InvalidDocument, InvalidParameters) otherwise.
+ */
+export function renderCommandDocument(documentName: string, document: CommandDocument, given: unknown): RenderedCommand {
+  if (document.schemaVersion !== '2.2' || document.mainSteps.length !== 1 || document.mainSteps[0]!.action !== 'aws:runShellScript') {
+    throw new ApiError('InvalidDocument', `document ${documentName}: this stand-in runs schema 2.2 documents of one aws:runShellScript step`);
+  }
+  const definitions = document.parameters ?? {};
+  const supplied = given === undefined ? {} : given;
+  if (!isRecord(supplied)) throw new ApiError('InvalidParameters', 'Parameters must be a map of parameter names to lists of strings.');
+  const values: Record<string, string> = {};
+  for (const [key, value] of Object.entries(supplied)) {
+    const definition = definitions[key];
+    if (!definition) throw new ApiError('InvalidParameters', `Parameter "${key}" is not defined in the document.`);
+    if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new ApiError('InvalidParameters', `Parameter ${key} must be a list of strings.`);
+    if (definition.type === 'String' && value.length !== 1) throw new ApiError('InvalidParameters', `Parameter "${key}" is a String: give exactly one value.`);
+    values[key] = (value as string[]).join('\n');
+  }
+  const parameters: Record<string, string[]> = {};
+  for (const [key, definition] of Object.entries(definitions)) {
+    const value = values[key] ?? definition.default;
+    if (value === undefined) throw new ApiError('InvalidParameters', `Parameters [${key}] are required.`);
+    if (definition.maxChars !== undefined && value.length > definition.maxChars) throw new ApiError('InvalidParameters', `Parameter "${key}" is longer than its ${definition.maxChars} characters.`);
+    if (definition.allowedPattern !== undefined && !new RegExp(definition.allowedPattern).test(value)) {
+      throw new ApiError('InvalidParameters', `Parameter "${key}" "${value.slice(0, 80)}" does not match the allowed pattern ${definition.allowedPattern}.`);
+    }
+    parameters[key] = [value];
+  }
+  const interpolate = (text: string): string => text.replace(/\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g, (whole, name: string) => parameters[name]?.[0] ?? whole);
+  const step = document.mainSteps[0]!;
+  const executionText = interpolate(step.inputs.timeoutSeconds ?? '3600');
+  const executionSeconds = Number(executionText);
+  if (!/^\d+$/.test(executionText) || executionSeconds < 1 || executionSeconds > 172_800) {
+    throw new ApiError('InvalidParameters', `timeoutSeconds "${executionText}" of step ${step.name} is not 1 to 172800.`);
+  }
+  const envVars: Record<string, string> = {};
+  for (const [key, definition] of Object.entries(definitions)) {
+    if (definition.interpolationType === 'ENV_VAR') envVars[`SSM_${key}`] = parameters[key]![0]!;
+  }
+  return { parameters, script: step.inputs.runCommand.map(interpolate).join('\n'), pluginName: step.name, envVars, executionSeconds };
+}
+
 export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
   const instances = options.instances;
+  const documents = options.documents ?? {};
   const credentials = options.credentials ?? TEST_CREDENTIALS;
   const invisiblePolls = options.invisiblePolls ?? 1;
   const defaultDelivery = options.deliveryDelayMs ?? 50;
@@ -228,8 +323,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
   function execute(inv: Invocation, instance: FakeInstance): void {
     if (inv.status !== 'Pending' || stopped) return;
     const cmd = inv.command;
-    const script = (cmd.parameters.commands ?? []).join('\n');
-    const [program, ...args] = [...(instance.launcher ?? []), 'bash', '-c', script];
+    const [program, ...args] = [...(instance.launcher ?? []), 'bash', '-c', cmd.script];
     const child = spawn(program!, args, {
       cwd: instance.root ?? tmpdir(),
       detached: true,
@@ -239,6 +333,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
         HOME: process.env.HOME ?? '/root',
         AWS_SSM_INSTANCE_ID: inv.instanceId,
         AWS_SSM_REGION_NAME: 'us-east-1',
+        ...(instance.legacyAgent ? {} : cmd.envVars),
         ...instance.env,
       },
     });
@@ -300,20 +395,12 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
 
   function sendCommand(input: Record<string, unknown>): unknown {
     const documentName = input.DocumentName;
-    if (documentName !== 'AWS-RunShellScript') throw new ApiError('InvalidDocument', `Document ${String(documentName)} does not exist (this stand-in knows AWS-RunShellScript)`);
-    const parameters = input.Parameters;
-    if (!isRecord(parameters)) throw new ApiError('InvalidParameters', 'Parameters are required: commands');
-    for (const [key, value] of Object.entries(parameters)) {
-      if (!['commands', 'executionTimeout', 'workingDirectory'].includes(key)) throw new ApiError('InvalidParameters', `Parameter "${key}" is not defined in the document.`);
-      if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new ApiError('InvalidParameters', `Parameter ${key} must be a list of strings.`);
+    const document = typeof documentName === 'string' && Object.hasOwn(documents, documentName) ? documents[documentName]! : undefined;
+    if (!document) throw new ApiError('InvalidDocument', `Document ${String(documentName)} does not exist in your account (this stand-in has ${Object.keys(documents).join(', ') || 'none'})`);
+    if (input.DocumentVersion !== undefined && !['$DEFAULT', '$LATEST', '1'].includes(String(input.DocumentVersion))) {
+      throw new ApiError('InvalidDocumentVersion', `Document version ${String(input.DocumentVersion)} does not exist.`);
     }
-    const commandsParam = parameters.commands as string[] | undefined;
-    if (!commandsParam?.length) throw new ApiError('InvalidParameters', 'Parameters "commands" are required.');
-    const execParam = (parameters.executionTimeout as string[] | undefined)?.[0] ?? '3600';
-    const executionSeconds = Number(execParam);
-    if (!/^\d+$/.test(execParam) || executionSeconds < 1 || executionSeconds > 172_800) {
-      throw new ApiError('InvalidParameters', `Parameter "executionTimeout" "${execParam}" does not match the allowed pattern.`);
-    }
+    const { parameters, script, pluginName, envVars, executionSeconds } = renderCommandDocument(documentName as string, document, input.Parameters);
     const timeoutSeconds = input.TimeoutSeconds === undefined ? 3600 : Number(input.TimeoutSeconds);
     if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 30 || timeoutSeconds > 2_592_000) {
       throw new ApiError('ValidationException', `1 validation error detected: Value '${String(input.TimeoutSeconds)}' at 'timeoutSeconds' failed to satisfy constraint: Member must have value between 30 and 2592000`);
@@ -340,9 +427,12 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
     const maxErrors = typeof input.MaxErrors === 'string' ? input.MaxErrors : '0';
     const cmd: Command = {
       id: randomUUID(),
-      documentName,
+      documentName: documentName as string,
+      script,
+      pluginName,
+      envVars,
       comment,
-      parameters: parameters as Record<string, string[]>,
+      parameters,
       instanceIds: ids,
       targets,
       maxConcurrency,
@@ -423,7 +513,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
     const cmd = typeof input.CommandId === 'string' ? commands.get(input.CommandId) : undefined;
     const inv = cmd?.invocations.find((i) => i.instanceId === input.InstanceId);
     if (!inv) throw new ApiError('InvocationDoesNotExist', '');
-    if (input.PluginName !== undefined && input.PluginName !== 'aws:runShellScript') throw new ApiError('InvalidPluginName', '');
+    if (input.PluginName !== undefined && input.PluginName !== inv.command.pluginName) throw new ApiError('InvalidPluginName', '');
     inv.polls++;
     if (inv.polls <= invisiblePolls) throw new ApiError('InvocationDoesNotExist', '');
     served[inv.status] = (served[inv.status] ?? 0) + 1;
@@ -433,7 +523,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
       Comment: inv.command.comment,
       DocumentName: inv.command.documentName,
       DocumentVersion: '$DEFAULT',
-      PluginName: 'aws:runShellScript',
+      PluginName: inv.command.pluginName,
       ResponseCode: inv.responseCode,
       ExecutionStartDateTime: inv.startedAt?.toISOString() ?? '',
       ExecutionElapsedTime: isoDuration(inv),
@@ -487,7 +577,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
           ? {
               CommandPlugins: [
                 {
-                  Name: 'aws:runShellScript',
+                  Name: inv.command.pluginName,
                   Status: inv.status,
                   StatusDetails: inv.statusDetails,
                   ResponseCode: inv.responseCode,
@@ -596,6 +686,7 @@ export async function startSsmApi(options: SsmApiOptions): Promise<SsmApi> {
     calls,
     served,
     instances,
+    documents,
     invocations: () => all.map((inv) => ({
       commandId: inv.commandId,
       instanceId: inv.instanceId,

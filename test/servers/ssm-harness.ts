@@ -2,7 +2,9 @@
  * The SSM transport end to end on this machine: the local SSM API stand-in (ssm-api.ts), a real
  * `SSMClient` pointed at it, and `ssmHostResolver` with `rootPrefix` set to a temp dir that plays
  * every fake instance's `/` (the stand-in runs commands on this machine, so a claude-code
- * workspace's plugins root is `<hostRoot>/configs/plugins`).
+ * workspace's plugins root is `<hostRoot>/configs/plugins`). The stand-in knows one document,
+ * TEST_DOCUMENT_NAME: the stack's plugin-host document built with rootPrefix '.' (each command's
+ * working directory, here hostRoot), the only difference from the one the stack deploys.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -11,6 +13,7 @@ import { join } from 'node:path';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import type { HostResolver } from '../../lambdas/core/host/host-resolver.ts';
 import { ssmHostResolver, type SsmHostOptions } from '../../lambdas/core/host/ssm-host.ts';
+import { ssmCommandDocument } from '../../lambdas/core/host/ssm-document.ts';
 import type { Runtime } from '../../lambdas/core/runtimes.ts';
 import type { WorkspaceRecord } from '../../lambdas/core/workspaces/workspace-directory.ts';
 import { startSsmApi, type SsmApi, type SsmApiOptions } from './ssm-api.ts';
@@ -18,7 +21,7 @@ import { TEST_CREDENTIALS } from './sigv4.ts';
 
 export interface SsmHarnessOptions {
   /** Overrides for the resolver (poll timings, step timeout). */
-  host?: Partial<Omit<SsmHostOptions, 'client' | 'rootPrefix'>>;
+  host?: Partial<Omit<SsmHostOptions, 'client' | 'rootPrefix' | 'documentName'>>;
   /** Overrides for the stand-in (invisible polls, delivery delay). */
   api?: Partial<Omit<SsmApiOptions, 'instances'>>;
   /** The agent's launcher on every instance of the harness (FakeInstance.launcher). */
@@ -40,6 +43,14 @@ export interface SsmHarness {
   stop(): Promise<void>;
 }
 
+/** The plugin-host document's name in the stand-in. */
+export const TEST_DOCUMENT_NAME = 'test-stack-plugin-host';
+
+/** The stand-in's documents: the stack's own, with roots under each command's working directory. */
+export function testDocuments(): NonNullable<SsmApiOptions['documents']> {
+  return { [TEST_DOCUMENT_NAME]: ssmCommandDocument({ rootPrefix: '.' }) };
+}
+
 export function instanceIdFor(workspaceId: string): string {
   return `i-${createHash('sha256').update(workspaceId).digest('hex').slice(0, 17)}`;
 }
@@ -49,14 +60,14 @@ export async function startSsmHarness(options: SsmHarnessOptions = {}): Promise<
   // The wrapper's temp files (left behind when a command is killed) stay inside hostRoot.
   const tmp = join(hostRoot, 'tmp');
   await mkdir(tmp);
-  const api = await startSsmApi({ instances: {}, ...options.api });
+  const api = await startSsmApi({ instances: {}, documents: testDocuments(), ...options.api });
   const clientConfig = {
     endpoint: api.endpoint,
     region: 'us-east-1',
     credentials: { ...TEST_CREDENTIALS },
   };
   const client = new SSMClient(clientConfig);
-  const resolver = ssmHostResolver({ client, rootPrefix: hostRoot, pollInitialMs: 25, pollMaxMs: 250, reportGraceMs: 1_000, ...options.host });
+  const resolver = ssmHostResolver({ client, documentName: TEST_DOCUMENT_NAME, rootPrefix: hostRoot, pollInitialMs: 25, pollMaxMs: 250, reportGraceMs: 1_000, ...options.host });
   return {
     resolver,
     hostRoot,

@@ -55,18 +55,18 @@ describe('fleetSweep', () => {
       return { CommandInvocations: page, NextToken: offset + 50 < ids.length ? String(offset + 50) : undefined };
     });
     const time = fakeTime();
-    const summary = await fleetSweep({ client: client(), rules: RULES, pollInitialMs: 1000, pollMaxMs: 4000, ...time });
+    const summary = await fleetSweep({ client: client(), documentName: 'stack-plugin-host', rules: RULES, pollInitialMs: 1000, pollMaxMs: 4000, ...time });
     const sent = ssm.commandCalls(SendCommandCommand);
     expect(sent).toHaveLength(1);
     expect(sent[0]!.args[0].input).toMatchObject({
-      DocumentName: 'AWS-RunShellScript',
+      DocumentName: 'stack-plugin-host',
       Targets: [{ Key: 'tag-key', Values: ['WorkspaceId'] }],
       MaxConcurrency: '10%',
       MaxErrors: '5%',
       TimeoutSeconds: 600,
       Parameters: { executionTimeout: ['600'] },
     });
-    expect(sent[0]!.args[0].input.Parameters!.commands![0]).toMatch(/^sh -c 'set -u/);
+    expect(sent[0]!.args[0].input.Parameters!.operation).toEqual(['fleet-sweep']);
     expect(ssm.commandCalls(ListCommandInvocationsCommand)).toHaveLength(2 * 3);
     expect(summary).toMatchObject({ commandId: 'c-1', complete: true, polls: 2, pages: 6, dryRun: false, keepNewest: 1 });
     expect(time.slept).toEqual([1000, 2000]);
@@ -78,7 +78,7 @@ describe('fleetSweep', () => {
   it('passes custom targets, rate control and timeouts', async () => {
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-1', TargetCount: 1 } });
     ssm.on(ListCommandInvocationsCommand).resolves({ CommandInvocations: [inv('i-1', 'Success', END(0))] });
-    await fleetSweep({ client: client(), rules: { ...RULES, dryRun: true }, targets: [{ Key: 'tag:Env', Values: ['prod'] }], maxConcurrency: '25', maxErrors: '0', timeoutSeconds: 120, executionTimeoutSeconds: 90, ...fakeTime() });
+    await fleetSweep({ client: client(), documentName: 'stack-plugin-host', rules: { ...RULES, dryRun: true }, targets: [{ Key: 'tag:Env', Values: ['prod'] }], maxConcurrency: '25', maxErrors: '0', timeoutSeconds: 120, executionTimeoutSeconds: 90, ...fakeTime() });
     expect(ssm.commandCalls(SendCommandCommand)[0]!.args[0].input).toMatchObject({
       Targets: [{ Key: 'tag:Env', Values: ['prod'] }],
       MaxConcurrency: '25',
@@ -97,7 +97,7 @@ describe('fleetSweep', () => {
       .resolvesOnce({ CommandInvocations: [inv('i-1', 'Success', END(0))] })
       .resolvesOnce({ CommandInvocations: [inv('i-1', 'Success', END(0)), inv('i-2', 'Pending')] })
       .resolves({ CommandInvocations: [inv('i-1', 'Success', END(0)), inv('i-2', 'Success', END(0))] });
-    const summary = await fleetSweep({ client: client(), rules: RULES, ...fakeTime() });
+    const summary = await fleetSweep({ client: client(), documentName: 'stack-plugin-host', rules: RULES, ...fakeTime() });
     // Poll 2 sees one invocation, all done, but the listing just grew: not yet. Poll 4 sees both
     // done and the same two as poll 3.
     expect(summary).toMatchObject({ complete: true, polls: 4 });
@@ -107,7 +107,7 @@ describe('fleetSweep', () => {
   it('no instance carries the tag: done after a few empty polls', async () => {
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-1', TargetCount: 0 } });
     ssm.on(ListCommandInvocationsCommand).resolves({ CommandInvocations: [] });
-    const summary = await fleetSweep({ client: client(), rules: RULES, ...fakeTime() });
+    const summary = await fleetSweep({ client: client(), documentName: 'stack-plugin-host', rules: RULES, ...fakeTime() });
     expect(summary).toMatchObject({ complete: true, polls: 4, hosts: [], totals: { hosts: 0, failed: 0, bytes: 0 } });
   });
 
@@ -124,7 +124,7 @@ describe('fleetSweep', () => {
         inv('i-7', 'Success', OK(1, 1)),
       ],
     });
-    const summary = await fleetSweep({ client: client(), rules: RULES, ...fakeTime() });
+    const summary = await fleetSweep({ client: client(), documentName: 'stack-plugin-host', rules: RULES, ...fakeTime() });
     const errors = Object.fromEntries(summary.hosts.map((h) => [h.instanceId, h.error]));
     expect(errors).toEqual({
       'i-1': '/opt/configs/plugins: HostIoError: cannot delete .previous/x',
@@ -144,7 +144,7 @@ describe('fleetSweep', () => {
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-1', TargetCount: 2 } });
     ssm.on(ListCommandInvocationsCommand).resolves({ CommandInvocations: [inv('i-1', 'Success', `${OK(1, 10)}\n${END(1)}`), inv('i-2', 'InProgress')] });
     const time = fakeTime();
-    const summary = await fleetSweep({ client: client(), rules: RULES, maxWaitMs: 60_000, pollInitialMs: 1000, pollMaxMs: 10_000, ...time });
+    const summary = await fleetSweep({ client: client(), documentName: 'stack-plugin-host', rules: RULES, maxWaitMs: 60_000, pollInitialMs: 1000, pollMaxMs: 10_000, ...time });
     expect(summary.complete).toBe(false);
     expect(summary.error).toMatch(/stopped waiting after 60s/);
     expect(summary.hosts[1]).toMatchObject({ instanceId: 'i-2', status: 'InProgress', error: expect.stringMatching(/still InProgress/) });
@@ -156,20 +156,20 @@ describe('fleetSweep', () => {
     const throttled = new SSMServiceException({ name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'Rate exceeded' });
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-1', TargetCount: 1 } });
     ssm.on(ListCommandInvocationsCommand).rejectsOnce(throttled).rejectsOnce(throttled).resolves({ CommandInvocations: [inv('i-1', 'Success', END(0))] });
-    expect(await fleetSweep({ client: client(), rules: RULES, ...fakeTime() })).toMatchObject({ complete: true, polls: 3 });
+    expect(await fleetSweep({ client: client(), documentName: 'stack-plugin-host', rules: RULES, ...fakeTime() })).toMatchObject({ complete: true, polls: 3 });
 
     ssm.reset();
     const denied = new SSMServiceException({ name: 'AccessDeniedException', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'no ssm:ListCommandInvocations' });
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-1', TargetCount: 1 } });
     ssm.on(ListCommandInvocationsCommand).rejects(denied);
-    const summary = await fleetSweep({ client: client(), rules: RULES, ...fakeTime() });
+    const summary = await fleetSweep({ client: client(), documentName: 'stack-plugin-host', rules: RULES, ...fakeTime() });
     expect(summary).toMatchObject({ complete: false, polls: 1, hosts: [] });
     expect(summary.error).toMatch(/AccessDeniedException: no ssm:ListCommandInvocations/);
   });
 
   it('a refused SendCommand is an error naming the permission; bad settings never reach SSM', async () => {
     ssm.on(SendCommandCommand).rejects(new SSMServiceException({ name: 'AccessDeniedException', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'denied' }));
-    await expect(fleetSweep({ client: client(), rules: RULES, ...fakeTime() })).rejects.toMatchObject({ code: 'HostStepFailed', hint: expect.stringMatching(/ssm:SendCommand/) });
+    await expect(fleetSweep({ client: client(), documentName: 'stack-plugin-host', rules: RULES, ...fakeTime() })).rejects.toMatchObject({ code: 'HostStepFailed', hint: expect.stringMatching(/ssm:SendCommand/) });
     ssm.reset();
     for (const bad of [
       { maxConcurrency: '0' },
@@ -182,7 +182,7 @@ describe('fleetSweep', () => {
       { targets: [{ Key: 'tag-key', Values: ["Workspace'Id"] }] },
       { rules: { ...RULES, stagingBefore: 'soon' } },
     ] as Partial<FleetSweepOptions>[]) {
-      const err = await fleetSweep({ client: client(), rules: RULES, ...fakeTime(), ...bad }).catch((e: unknown) => e);
+      const err = await fleetSweep({ client: client(), documentName: 'stack-plugin-host', rules: RULES, ...fakeTime(), ...bad }).catch((e: unknown) => e);
       expect(err, JSON.stringify(bad)).toBeInstanceOf(PluginError);
       expect((err as PluginError).code).toBe('InvalidInput');
     }

@@ -1,11 +1,12 @@
 /**
- * SSM adapter of the RemoteHost port: one host step is one SSM Run Command (`AWS-RunShellScript`)
- * on the workspace's instance, polled with GetCommandInvocation until it ends.
+ * SSM adapter of the RemoteHost port: one host step is one SSM Run Command of the stack's own
+ * Command document (ssm-document.ts: the host script inside, never `AWS-RunShellScript`) on the
+ * workspace's instance, polled with GetCommandInvocation until it ends.
  *
- * - The command is the shared host script (`sh -c '<plugin-host.sh>' plugin-host.sh <op> …`,
- *   every argument quoted, see host-command.ts) run through `ssm-wrapper.sh`. The SSM agent runs
- *   it as root, so there is no privilege prefix.
- * - SSM keeps only the first 24,000 characters of stdout; the wrapper prints just the script's
+ * - The command sends only the operation and its arguments (base64-encoded, see
+ *   ssm-document.ts); the document runs the shared host script as root (the SSM agent's user), so
+ *   there is no privilege prefix.
+ * - SSM keeps only the first 24,000 characters of stdout; the document prints just the script's
  *   last (result) line, gzip+base64 encoded behind `PLUGINHOST-GZ64:` when it is long, and this
  *   adapter decodes it.
  * - Run Command has no stdin: `streamsStdin` is false and the host fetches the tarball from a
@@ -15,7 +16,6 @@
  * what the script reported (Success / Failed with its exit status) is returned raw, for
  * host-result.ts to interpret.
  */
-import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { gunzipSync } from 'node:zlib';
 import {
@@ -27,12 +27,14 @@ import {
 } from '@aws-sdk/client-ssm';
 import { PluginError } from '../errors.ts';
 import { pluginsRoot } from '../runtimes.ts';
-import { hostCommandLine, shellQuote } from './host-command.ts';
+import { documentParameters } from './ssm-document.ts';
 import { AGENT_OWNER, type HostResolver } from './host-resolver.ts';
 import type { HostInvocation, HostRawResult, RemoteHost } from './remote-host.ts';
 
 export interface SsmHostOptions {
   client: SSMClient;
+  /** The stack's Command document (infra/constructs/host-document.ts), e.g. from SSM_DOCUMENT_NAME. */
+  documentName: string;
   /** Default step timeout (the command's `executionTimeout` on the host). Default 120 s. */
   stepTimeoutMs?: number;
   /** First pause between GetCommandInvocation polls; doubles up to pollMaxMs. Default 200 ms. */
@@ -52,17 +54,10 @@ export interface SsmHostOptions {
 
 /** SSM keeps this many characters of a command's stdout. */
 export const SSM_STDOUT_LIMIT = 24_000;
-/** Marks a result line the wrapper compressed (see ssm-wrapper.sh). */
+/** Marks a result line the document's script compressed (see ssm-document.sh). */
 export const GZ64_PREFIX = 'PLUGINHOST-GZ64:';
-
-const WRAPPER_PATH = new URL('./ssm-wrapper.sh', import.meta.url);
-let wrapperText: string | undefined;
-
-/** The one shell command SendCommand runs for an invocation. */
-export function ssmCommandLine(invocation: Pick<HostInvocation, 'op' | 'args'>): string {
-  wrapperText ??= readFileSync(WRAPPER_PATH, 'utf8');
-  return `sh -c ${shellQuote(wrapperText)} ssm-wrapper.sh ${hostCommandLine(invocation)}`;
-}
+/** SSM document names: 3-128 of [A-Za-z0-9_.-], not starting with aws/amazon (reserved). */
+const DOCUMENT_NAME = /^(?!(aws|amazon))[A-Za-z0-9_.-]{3,128}$/i;
 
 /** Turns the wrapper's stdout back into the script's result line (decoding a compressed one). */
 export function decodeSsmStdout(stdout: string): string {
@@ -128,6 +123,7 @@ export class SsmHost implements RemoteHost {
   readonly transport = 'ssm';
   readonly streamsStdin = false;
   readonly #client: SSMClient;
+  readonly #documentName: string;
   readonly #stepTimeoutMs: number;
   readonly #pollInitialMs: number;
   readonly #pollMaxMs: number;
@@ -138,7 +134,11 @@ export class SsmHost implements RemoteHost {
     if (!INSTANCE_ID.test(instanceId)) {
       throw new PluginError('InvalidInput', `invalid SSM instance id ${JSON.stringify(instanceId)}`, 'managed nodes look like i-0123456789abcdef0 or mi-0123456789abcdef0');
     }
+    if (!DOCUMENT_NAME.test(options.documentName)) {
+      throw new PluginError('InvalidInput', `invalid SSM document name ${JSON.stringify(options.documentName)}`, "set SSM_DOCUMENT_NAME to the stack's plugin-host document (the stack output HostDocumentName)");
+    }
     this.#client = options.client;
+    this.#documentName = options.documentName;
     this.#stepTimeoutMs = options.stepTimeoutMs ?? 120_000;
     this.#pollInitialMs = Math.max(1, options.pollInitialMs ?? 200);
     this.#pollMaxMs = Math.max(this.#pollInitialMs, options.pollMaxMs ?? 2_000);
@@ -165,8 +165,8 @@ export class SsmHost implements RemoteHost {
       const sent = await this.#client.send(
         new SendCommandCommand({
           InstanceIds: [this.instanceId],
-          DocumentName: 'AWS-RunShellScript',
-          Parameters: { commands: [ssmCommandLine(invocation)], executionTimeout: [String(executionSeconds)] },
+          DocumentName: this.#documentName,
+          Parameters: documentParameters(invocation.op, invocation.args, executionSeconds),
           // Delivery timeout (SSM's minimum is 30 s): an agent that has not picked the command up
           // by then never runs it.
           TimeoutSeconds: Math.max(30, executionSeconds),
@@ -263,6 +263,14 @@ export class SsmHost implements RemoteHost {
         'HostUnreachable',
         `instance ${this.instanceId} is not managed by SSM or not online, so host step ${op} cannot run there (${describe(err)})`,
         'check that the SSM agent runs on the instance and that its IAM instance profile allows Systems Manager (AmazonSSMManagedInstanceCore)',
+      );
+    }
+    if (errorName(err) === 'InvalidDocument' || errorName(err) === 'InvalidDocumentVersion') {
+      return new PluginError(
+        'HostStepFailed',
+        `host step ${op} on ${this.instanceId}: SSM has no document ${this.#documentName} (${describe(err)})`,
+        "deploy the stack (it creates the plugin-host document) and set SSM_DOCUMENT_NAME to its HostDocumentName output",
+        { cause: err },
       );
     }
     return this.#apiError(op, 'SendCommand', err);

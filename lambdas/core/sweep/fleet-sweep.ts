@@ -1,7 +1,8 @@
 /**
- * The fleet sweep on AWS: ONE SSM Run Command (`AWS-RunShellScript`) targeted by tag at every
- * workspace instance, rate-controlled by SSM itself (`MaxConcurrency`, `MaxErrors`), whose command
- * runs the host script's `sweep` on each plugins root present on the instance and prints one
+ * The fleet sweep on AWS: ONE SSM Run Command of the stack's own document (operation
+ * `fleet-sweep`, see lambdas/core/host/ssm-document.sh) targeted by tag at every workspace
+ * instance, rate-controlled by SSM itself (`MaxConcurrency`, `MaxErrors`); on each instance it
+ * runs the host script's `sweep` on each runtime's plugins root present there and prints one
  * compact summary line per root. Then `ListCommandInvocations({CommandId, Details: true})`,
  * paginated, with backoff until every invocation is terminal.
  *
@@ -12,69 +13,13 @@
  * ListCommandInvocations keeps 2,500 characters of each invocation's output, so the command prints
  * counts and bytes only (no list of deleted paths): about 120 characters per root.
  *
- * The command line is built like every host step's (host-command.ts): the host script's text and
- * every argument single-quoted, every value validated here first (and again by the script).
+ * The command sends only the sweep's six rule values, validated here first (and again by the host
+ * script); which roots are swept is the document's to say, not the caller's.
  */
 import { SendCommandCommand, ListCommandInvocationsCommand, type CommandInvocation, type SSMClient } from '@aws-sdk/client-ssm';
 import { PluginError } from '../errors.ts';
-import { shellQuote } from '../host/host-command.ts';
-import { hostScriptText } from '../host/host-script.ts';
+import { DOCUMENT_ROOTS, documentParameters } from '../host/ssm-document.ts';
 import type { SweepReport, SweepRules } from '../host/host-steps.ts';
-import { RUNTIMES, pluginsRoot } from '../runtimes.ts';
-
-/**
- * Runs on the instance: `sh -c '<this>' fleet-sweep.sh <host-script> <prefix> <prevCutoff> <keep>
- * <stagingCutoff> <failedCutoff> <now> <dryRun> <root>...`. For each root that exists
- * (`<prefix><root>`; a relative prefix is taken from the working directory, for tests) it runs the
- * host script's sweep and prints one line:
- *   PLUGINSWEEP {"root":"/configs/plugins","ok":true,"counts":{…},"bytes":N}
- *   PLUGINSWEEP {"root":"/configs/plugins","ok":false,"exit":21,"code":"HostIoError","message":"…"}
- * then `PLUGINSWEEP-END {"roots":N,"failed":N}`. The script's list of deleted paths and its stderr
- * are dropped (they would not fit). Exits 1 when a root failed, so SSM counts it against MaxErrors.
- * Written without `${…}` (it lives in a template literal); shellcheck-clean (test/unit/sweep-fleet-command.test.ts).
- */
-export const FLEET_SWEEP_WRAPPER = String.raw`set -u
-export LC_ALL=C
-script=$1
-prefix=$2
-prev_cutoff=$3
-keep=$4
-staging_cutoff=$5
-failed_cutoff=$6
-now=$7
-dry=$8
-shift 8
-case $prefix in
-  '' | /*) ;;
-  .) prefix=$(pwd -P) ;;
-  *) prefix="$(pwd -P)/$prefix" ;;
-esac
-swept=0
-bad=0
-for root in "$@"; do
-  dir=$prefix$root
-  [ -d "$dir" ] || continue
-  swept=$((swept + 1))
-  out=$(sh -c "$script" plugin-host.sh sweep "$dir" "$prev_cutoff" "$keep" "$staging_cutoff" "$failed_cutoff" "$now" "$dry" 2>/dev/null)
-  status=$?
-  line=$(printf '%s\n' "$out" | tail -n 1)
-  summary=$(printf '%s\n' "$line" | sed -n 's/^{"ok":true,"op":"sweep",.*,"counts":\({[^}]*}\),"bytes":\([0-9]*\)}$/"counts":\1,"bytes":\2/p')
-  if [ "$status" -eq 0 ] && [ -n "$summary" ]; then
-    printf 'PLUGINSWEEP {"root":"%s","ok":true,%s}\n' "$root" "$summary"
-    continue
-  fi
-  bad=$((bad + 1))
-  code=$(printf '%s\n' "$line" | sed -n 's/^{"ok":false,"op":"[a-z]*","code":"\([A-Za-z]*\)".*/\1/p')
-  message=$(printf '%s\n' "$line" | sed -n 's/^{"ok":false,.*,"message":"\(.*\)"}$/\1/p' | tr -d '\\"' | cut -c 1-200)
-  if [ -z "$code" ]; then
-    code=HostStepFailed
-    message="sweep exited with status $status without a result line"
-  fi
-  printf 'PLUGINSWEEP {"root":"%s","ok":false,"exit":%s,"code":"%s","message":"%s"}\n' "$root" "$status" "$code" "$message"
-done
-printf 'PLUGINSWEEP-END {"roots":%s,"failed":%s}\n' "$swept" "$bad"
-[ "$bad" -eq 0 ]
-`;
 
 export type SweepCounts = SweepReport['counts'];
 
@@ -117,6 +62,8 @@ export interface SsmTarget {
 
 export interface FleetSweepOptions {
   client: SSMClient;
+  /** The stack's plugin-host Command document (SSM_DOCUMENT_NAME). */
+  documentName: string;
   rules: SweepRules;
   /** Default `[{Key: 'tag-key', Values: ['WorkspaceId']}]`: every instance carrying the tag. */
   targets?: SsmTarget[];
@@ -128,13 +75,6 @@ export interface FleetSweepOptions {
   timeoutSeconds?: number;
   /** Per-instance execution timeout (`executionTimeout`). Default 600. */
   executionTimeoutSeconds?: number;
-  /** Plugins roots to sweep where present. Default every runtime's (lambdas/core/runtimes.ts). */
-  roots?: string[];
-  /**
-   * Prepended to each root on the instance (tests): absolute, or relative to the command's working
-   * directory (the SSM stand-in runs each fake instance in its own directory).
-   */
-  rootPrefix?: string;
   comment?: string;
   /** First pause before polling; doubles up to pollMaxMs. Default 2 s. */
   pollInitialMs?: number;
@@ -151,8 +91,8 @@ export interface FleetSweepOptions {
 export const DEFAULT_TARGETS: SsmTarget[] = [{ Key: 'tag-key', Values: ['WorkspaceId'] }];
 export const DEFAULT_MAX_CONCURRENCY = '10%';
 export const DEFAULT_MAX_ERRORS = '5%';
-/** Where plugins live on a workspace instance, whatever its runtime. */
-export const FLEET_ROOTS: readonly string[] = [...new Set(RUNTIMES.filter((r) => r !== 'external').map((r) => pluginsRoot(r)))];
+/** Where plugins live on a workspace instance, whatever its runtime: what the document sweeps. */
+export const FLEET_ROOTS: readonly string[] = DOCUMENT_ROOTS;
 
 const PAGE_SIZE = 50;
 const TERMINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled']);
@@ -161,35 +101,11 @@ const CONCURRENCY = /^([1-9][0-9]{0,5}|[1-9][0-9]?%|100%)$/;
 const ERRORS = /^([1-9][0-9]{0,5}|0|[1-9]?[0-9]%|100%)$/;
 const TARGET_KEY = /^(tag-key|tag:[A-Za-z0-9 _.:/=+@-]{1,128}|InstanceIds|resource-groups:Name)$/;
 const TARGET_VALUE = /^[A-Za-z0-9 _.:/=+@-]{1,256}$/;
-/** What plugin-host.sh's valid_root accepts, minus the space (roots here are ours, not a user's). */
-const ROOT = /^\/[A-Za-z0-9._/@+-]+$/;
-const RELATIVE_PREFIX = /^[A-Za-z0-9_][A-Za-z0-9._/@+-]*$/;
 const LINE = /^PLUGINSWEEP (\{.*?)\s*$/;
 const END = /^PLUGINSWEEP-END (\{.*\})\s*$/;
 
 function invalid(message: string, hint: string): PluginError {
   return new PluginError('InvalidInput', message, hint);
-}
-
-function hasDotSegment(path: string): boolean {
-  return path.split('/').some((seg) => seg === '.' || seg === '..');
-}
-
-function checkRoot(root: string): string {
-  if (!ROOT.test(root) || hasDotSegment(root) || root.includes('//') || root === '/') {
-    throw invalid(`invalid plugins root ${JSON.stringify(root)}`, 'roots are absolute paths of [A-Za-z0-9._/@+-], without . or .. segments');
-  }
-  return root;
-}
-
-function checkPrefix(prefix: string): string {
-  if (prefix === '' || prefix === '.') return prefix;
-  if (prefix.startsWith('/')) {
-    if (ROOT.test(prefix) && !hasDotSegment(prefix) && !prefix.endsWith('/')) return prefix;
-  } else if (RELATIVE_PREFIX.test(prefix) && !hasDotSegment(prefix) && !prefix.endsWith('/')) {
-    return prefix;
-  }
-  throw invalid(`invalid root prefix ${JSON.stringify(prefix)}`, 'an absolute or relative directory of [A-Za-z0-9._/@+-], no trailing slash, without . or .. segments');
 }
 
 function checkInt(value: number, min: number, max: number, what: string): number {
@@ -217,29 +133,11 @@ function checkRules(rules: SweepRules): SweepRules {
   return rules;
 }
 
-export interface FleetCommand {
-  /** The one shell command line of the Run Command. */
-  commandLine: string;
-  roots: string[];
-}
-
-/** The command every instance runs: validated, every value quoted. */
-export function fleetSweepCommand(rules: SweepRules, roots: readonly string[] = FLEET_ROOTS, rootPrefix = ''): FleetCommand {
+/** The SendCommand `Parameters` of a fleet sweep: the rules, validated, for the document. */
+export function fleetSweepParameters(rules: SweepRules, executionSeconds: number): Record<string, string[]> {
   checkRules(rules);
-  const checkedRoots = roots.map(checkRoot);
-  if (checkedRoots.length === 0) throw invalid('no plugins roots to sweep', 'pass at least one root');
-  const args = [
-    hostScriptText(),
-    checkPrefix(rootPrefix),
-    rules.previousBefore,
-    String(rules.keepNewest),
-    rules.stagingBefore,
-    rules.failedBefore,
-    String(rules.nowEpochSeconds),
-    rules.dryRun ? '1' : '0',
-    ...checkedRoots,
-  ];
-  return { commandLine: ['sh', '-c', shellQuote(FLEET_SWEEP_WRAPPER), 'fleet-sweep.sh', ...args.map(shellQuote)].join(' '), roots: checkedRoots };
+  const args = [rules.previousBefore, String(rules.keepNewest), rules.stagingBefore, rules.failedBefore, String(rules.nowEpochSeconds), rules.dryRun ? '1' : '0'];
+  return documentParameters('fleet-sweep', args, executionSeconds);
 }
 
 const ZERO = (): SweepCounts => ({ previous: 0, staging: 0, failed: 0, locks: 0 });
@@ -330,8 +228,6 @@ const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => set
 /** Sends the one Run Command, waits for every invocation, and sums up what each host swept. */
 export async function fleetSweep(options: FleetSweepOptions): Promise<FleetSweepSummary> {
   const rules = checkRules(options.rules);
-  const rootPrefix = options.rootPrefix ?? '';
-  const { commandLine } = fleetSweepCommand(rules, options.roots ?? FLEET_ROOTS, rootPrefix);
   const targets = checkTargets(options.targets ?? DEFAULT_TARGETS);
   const maxConcurrency = options.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY;
   const maxErrors = options.maxErrors ?? DEFAULT_MAX_ERRORS;
@@ -352,13 +248,13 @@ export async function fleetSweep(options: FleetSweepOptions): Promise<FleetSweep
   try {
     const sent = await options.client.send(
       new SendCommandCommand({
-        DocumentName: 'AWS-RunShellScript',
+        DocumentName: options.documentName,
         Targets: targets,
         MaxConcurrency: maxConcurrency,
         MaxErrors: maxErrors,
         TimeoutSeconds: timeoutSeconds,
         Comment: comment,
-        Parameters: { commands: [commandLine], executionTimeout: [String(executionSeconds)] },
+        Parameters: fleetSweepParameters(rules, executionSeconds),
       }),
     );
     if (!sent.Command?.CommandId) throw new PluginError('HostProtocolError', 'SendCommand returned no command id', 'check the SSM endpoint configuration');
@@ -369,7 +265,7 @@ export async function fleetSweep(options: FleetSweepOptions): Promise<FleetSweep
     throw new PluginError(
       isTransient(err) ? 'HostUnreachable' : 'HostStepFailed',
       `the fleet sweep could not be sent: SendCommand failed (${describe(err)})`,
-      isTransient(err) ? 'the SSM API is throttling or unavailable; the next scheduled run will try again' : "check the role's ssm:SendCommand permission (AWS-RunShellScript, instances with the target tag)",
+      isTransient(err) ? 'the SSM API is throttling or unavailable; the next scheduled run will try again' : "check the role's ssm:SendCommand permission (the stack's plugin-host document, instances with the target tag) and SSM_DOCUMENT_NAME",
       { cause: err },
     );
   }
