@@ -2,8 +2,14 @@
  * The fleet sweep on AWS: ONE SSM Run Command (`AWS-RunShellScript`) targeted by tag at every
  * workspace instance, rate-controlled by SSM itself (`MaxConcurrency`, `MaxErrors`), whose command
  * runs the host script's `sweep` on each plugins root present on the instance and prints one
- * compact summary line per root. Then `ListCommandInvocations({CommandId, Details: true})`,
- * paginated, with backoff until every invocation is terminal.
+ * compact summary line per root. Then `ListCommandInvocations`, paginated, until every invocation
+ * is terminal, and once more with details to say what each host did.
+ *
+ * Two drivers of the same pieces: the deployed sweeper runs `startFleetSweep`, `checkFleetSweep`
+ * (cheap: statuses only, stopping at the first running invocation) and `reportFleetSweep`
+ * (bounded pages) as separate Lambda invocations from statemachine/sweep.asl.json, so no Lambda
+ * timeout bounds how long the fleet may take; `fleetSweep` does it all in one process (tests).
+ * A host still running when the sweeper stops waiting is `unfinished`, never `failed`.
  *
  * API calls: one SendCommand, and per poll ceil(instances / 50) ListCommandInvocations pages.
  * Nothing is called per instance, so a fleet of 1,000 costs the same number of polls as a fleet of
