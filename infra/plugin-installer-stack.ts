@@ -2,8 +2,8 @@
  * The AWS deployment of workspace-plugin-installer: artifact bucket, step Lambdas, the install /
  * rollback / uninstall state machines, the event bus, the alarms and the operators' dashboard, and the HTTP API (API Gateway
  * REST API with IAM auth + api Lambda) the control plane calls, and the scheduled snapshot
- * sweeper (one SSM Run Command over every workspace instance), and the SSM Command document that
- * carries the host script (the only document the roles may send).
+ * sweeper (one SSM Run Command over every workspace instance, followed by its own state machine),
+ * and the SSM Command document that carries the host script (the only document the roles may send).
  */
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as events from 'aws-cdk-lib/aws-events';
@@ -70,7 +70,8 @@ export class PluginInstallerStack extends Stack {
     new CfnOutput(this, 'DashboardName', { value: this.dashboard.dashboard.dashboardName, description: 'The operators\' CloudWatch dashboard' });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn, description: 'Subscribe operators here' });
     new CfnOutput(this, 'ApiUrl', { value: this.api.api.url, description: 'HTTP API base URL (stage v1); requests are signed with SigV4 for execute-api' });
-    new CfnOutput(this, 'SweeperFunctionName', { value: this.sweeper.fn.functionName, description: 'The snapshot sweeper; invoke it with {"detail": {"dryRun": true}} to see what it would remove' });
+    new CfnOutput(this, 'SweeperFunctionName', { value: this.sweeper.fn.functionName, description: 'The snapshot sweeper\'s function (the sweep state machine\'s three Tasks)' });
+    new CfnOutput(this, 'SweepStateMachineArn', { value: this.sweeper.stateMachine.stateMachineArn, description: 'The snapshot sweep; start it with {"detail": {"dryRun": true}} to see what it would remove' });
     new CfnOutput(this, 'ApiInvokeArn', { value: this.api.invokeArn(), description: 'Allow the control plane execute-api:Invoke on this ARN' });
     for (const name of WORKFLOWS) {
       const id = `${name.charAt(0).toUpperCase()}${name.slice(1)}StateMachineArn`;

@@ -118,7 +118,8 @@ const DNS_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9
 /**
  * EventBridge schedule expressions: `rate(1 day)`, `rate(12 hours)` (singular unit for 1, plural
  * otherwise, as EventBridge requires), or `cron(<6 fields>)`. A rate below one hour is refused:
- * the sweeper runs up to 15 minutes, and sweeps should not pile up.
+ * a sweep is followed until its command's own timeouts have passed (25 minutes with the stack's
+ * 600 s delivery + 600 s execution timeouts, plus grace), and sweeps should not pile up.
  */
 const RATE = /^rate\((1|[1-9]\d{0,5}) (minute|minutes|hour|hours|day|days)\)$/;
 const CRON = /^cron\([0-9A-Za-z*?,/#-]+(?: [0-9A-Za-z*?,/#-]+){5}\)$/;

@@ -87,16 +87,16 @@ export class OperationsDashboard extends Construct {
             width: 12,
           }),
           new cloudwatch.GraphWidget({
-            title: 'Snapshot sweeper: bytes freed, hosts failed',
+            title: 'Snapshot sweeper: bytes freed, hosts failed, hosts unfinished',
             left: [new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: 'SweptBytes', dimensionsMap: { service: SERVICE_NAME }, ...sum, label: 'bytes freed' })],
-            right: [sweeper.hostsFailedMetric.with({ label: 'hosts failed' })],
+            right: [sweeper.hostsFailedMetric.with({ label: 'hosts failed' }), sweeper.hostsUnfinishedMetric.with({ label: 'hosts unfinished (still running at the deadline)' })],
             width: 12,
           }),
         ],
         [
           new cloudwatch.AlarmStatusWidget({
             title: 'Alarms',
-            alarms: [alarms.systemFailures, alarms.rollbackFailed, alarms.notificationsUndelivered, sweeper.errorsAlarm, sweeper.hostsFailedAlarm],
+            alarms: [alarms.systemFailures, alarms.rollbackFailed, alarms.notificationsUndelivered, sweeper.sweepFailedAlarm, sweeper.hostsFailedAlarm],
             width: 24,
           }),
         ],

@@ -1,25 +1,35 @@
 /**
- * The snapshot sweeper: an EventBridge schedule (`sweepSchedule`, default `rate(1 day)`) invokes
- * the sweeper Lambda (lambdas/handlers/sweeper.ts), which sends ONE SSM Run Command (the stack's
- * plugin-host document, operation fleet-sweep: host-document.ts) targeted by tag key at every workspace instance and follows it with
- * ListCommandInvocations (lambdas/core/sweep/fleet-sweep.ts). Each host removes snapshots and
- * failed installs older than `sweepOlderThanDays`, keeping the newest `sweepKeep` snapshots of each
- * plugin.
+ * The snapshot sweeper: an EventBridge schedule (`sweepSchedule`, default `rate(1 day)`) starts
+ * the sweep state machine (statemachine/sweep.asl.json), whose three Tasks invoke the sweeper
+ * Lambda (lambdas/handlers/sweeper.ts): StartSweep sends ONE SSM Run Command (the stack's plugin-host
+ * document, operation fleet-sweep: host-document.ts) targeted by tag key at every workspace instance; CheckSweep looks at it (Wait → Check → Choice)
+ * until every host is done or the command's own delivery and execution timeouts (plus a grace
+ * period, at most 48 h) have passed; ReportSweep pages through the invocations, a bounded number
+ * per invocation, reporting each host once. Each host removes snapshots and failed installs older
+ * than `sweepOlderThanDays`, keeping the newest `sweepKeep` snapshots of each plugin.
  *
- * The function: Node 22 on arm64, the host-code bundling, 15 minutes (it stops waiting 30 s before that), X-Ray, its own log
- * group. It talks to the SSM API only, so it runs outside any VPC. Lambda does not retry a failed
- * sweep (the next scheduled one does); the Errors alarm says it failed.
+ * No Lambda waits for the fleet: each invocation does a bounded amount of work (2 minutes at most),
+ * so a fleet that takes hours is followed to its end, and hosts still running at the deadline are
+ * reported `unfinished` (SweepHostsUnfinished), never failed.
  *
- * IAM (its own role, inline only):
+ * The function: Node 22 on arm64, the host-code bundling, X-Ray, its own log group. It talks to the SSM API only, so it runs
+ * outside any VPC. The state machine: Standard, its own execution log group (level ALL, no
+ * execution data), X-Ray; its role may invoke the sweeper only. The schedule's role may start
+ * this state machine only.
+ *
+ * IAM of the function (its own role, inline only):
  *   ssm:SendCommand            the stack's plugin-host document only, and instance/* only for instances
  *                              carrying the target tag (ssm:resourceTag/<tag> not null)
  *   ssm:ListCommandInvocations `*` (no resource-level permissions; the command id exists only
  *                              after SendCommand)
+ *   ec2:DescribeInstances      `*` (no resource-level permissions): counts the tagged instances so
+ *                              MaxErrors / MaxConcurrency go to SSM as counts (fleet-size.ts)
  *   logs to its own group, X-Ray. No S3, no EC2 Instance Connect, no ssm:CancelCommand (the code
  *   never cancels: a sweep left running finishes on its own). Metrics are EMF log lines.
  *
- * Alarms (to the stack's alarm topic): the function's Errors, and SweepHostsFailed (namespace
- * WorkspacePluginInstaller, dimension service): a host whose sweep failed or did not run.
+ * Alarms (to the stack's alarm topic): the sweep execution failed or timed out (SweepFailed), and
+ * SweepHostsFailed (namespace WorkspacePluginInstaller, dimension service): a host whose sweep
+ * failed or did not run. Unfinished hosts are a metric on the dashboard, not a page.
  */
 import { Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -32,20 +42,30 @@ import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { DEFAULT_SWEEP_MAX_CONCURRENCY, DEFAULT_SWEEP_MAX_ERRORS, SWEEP_METRICS } from '../../lambdas/handlers/sweeper.ts';
+import { placeholders, SWEEPER_PLACEHOLDER, sweepDefinitionText } from '../../lambdas/core/workflow/workflow-files.ts';
 import type { SweepSettings } from '../settings.ts';
 import { acknowledge, acknowledgeWildcardResource } from './nag.ts';
+import { MAX_STATE_MACHINE_NAME, stackCreationId, stackScopedName } from './physical-names.ts';
 import { HANDLERS_DIR, hostCodeBundling, hostScripts, METRICS_NAMESPACE, NODE_RUNTIME_REASON, PROJECT_ROOT, SERVICE_NAME, WORKSPACE_TAG } from './step-functions.ts';
+import { acknowledgeStateMachineRole } from './workflows.ts';
 
 export const SWEEPER_FILE = 'sweeper';
-export const SWEEPER_TIMEOUT = Duration.minutes(15);
+/**
+ * Each invocation does a bounded amount of work (one SendCommand; one check; up to 10 pages of
+ * 50 invocations): 2 minutes is ample. The ASL's Task TimeoutSeconds (150) is this plus 30 s.
+ */
+export const SWEEPER_TIMEOUT = Duration.minutes(2);
 export const SWEEPER_MEMORY_MB = 512;
-/** SSM rate control of the one Run Command: instances at a time, and failures before it stops. */
-export const SWEEP_MAX_CONCURRENCY = '10%';
-export const SWEEP_MAX_ERRORS = '5%';
-/** The metric the sweeper publishes per host: 1 when that host's sweep failed or did not run. */
-export const SWEEP_HOSTS_FAILED = 'SweepHostsFailed';
-/** Alarm period: the sweep runs once a day by default, up to 15 minutes, and publishes at its end. */
+/** SSM rate control of the one Run Command: instances at a time, and failed hosts (a count) before it stops. */
+export const SWEEP_MAX_CONCURRENCY = DEFAULT_SWEEP_MAX_CONCURRENCY;
+export const SWEEP_MAX_ERRORS = DEFAULT_SWEEP_MAX_ERRORS;
+/** The metrics the sweeper publishes per host: 1 when that host's sweep failed or did not run / was still running. */
+export const SWEEP_HOSTS_FAILED = SWEEP_METRICS.failed;
+export const SWEEP_HOSTS_UNFINISHED = SWEEP_METRICS.unfinished;
+/** Alarm period: the sweep runs once a day by default and publishes as it reports. */
 export const SWEEP_ALARM_PERIOD = Duration.hours(1);
 
 export interface SnapshotSweeperProps {
@@ -65,9 +85,14 @@ export class SnapshotSweeper extends Construct {
   readonly role: iam.Role;
   readonly logGroup: logs.LogGroup;
   readonly rule: events.Rule;
-  readonly errorsAlarm: cloudwatch.Alarm;
+  readonly stateMachine: sfn.StateMachine;
+  /** Execution history of the sweep state machine (level ALL, without execution data). */
+  readonly executionLogs: logs.LogGroup;
+  /** A sweep execution failed, timed out or was aborted. */
+  readonly sweepFailedAlarm: cloudwatch.Alarm;
   readonly hostsFailedAlarm: cloudwatch.Alarm;
   readonly hostsFailedMetric: cloudwatch.Metric;
+  readonly hostsUnfinishedMetric: cloudwatch.Metric;
 
   constructor(scope: Construct, id: string, props: SnapshotSweeperProps) {
     super(scope, id);
@@ -98,7 +123,7 @@ export class SnapshotSweeper extends Construct {
       tracing: Tracing.ACTIVE,
       role: this.role,
       logGroup: this.logGroup,
-      // A failed sweep is not retried by Lambda: the next scheduled one sweeps again, the alarm tells.
+      // Invoked synchronously by the state machine, which decides what is retried; never async.
       retryAttempts: 0,
       environment: {
         SWEEP_OLDER_THAN_DAYS: String(props.settings.olderThanDays),
@@ -131,6 +156,12 @@ export class SnapshotSweeper extends Construct {
       actions: ['ssm:ListCommandInvocations'],
       resources: ['*'],
     }));
+    // Counting the fleet turns the percentage rate controls into counts (fleet-size.ts); DescribeInstances has no resource-level permissions.
+    this.role.addToPolicy(new iam.PolicyStatement({
+      sid: 'CountWorkspaceInstances',
+      actions: ['ec2:DescribeInstances'],
+      resources: ['*'],
+    }));
     acknowledgeWildcardResource(
       this.role,
       instanceArn,
@@ -139,26 +170,62 @@ export class SnapshotSweeper extends Construct {
     acknowledgeWildcardResource(
       this.role,
       '*',
-      'Resource "*" only where IAM has no resource-level permissions: ssm:ListCommandInvocations (the command id exists only after SendCommand) and X-Ray PutTraceSegments/PutTelemetryRecords.',
+      'Resource "*" only where IAM has no resource-level permissions: ssm:ListCommandInvocations (the command id exists only after SendCommand), ec2:DescribeInstances (counting the tagged fleet) and X-Ray PutTraceSegments/PutTelemetryRecords.',
     );
     acknowledge(this.fn, 'AwsSolutions-L1', NODE_RUNTIME_REASON);
+
+    // The sweep state machine, from the very ASL file the e2e test runs (test/e2e/sweep-state-machine.test.ts).
+    const definition = sweepDefinitionText();
+    for (const p of placeholders(definition)) {
+      if (p !== SWEEPER_PLACEHOLDER) throw new Error(`statemachine/sweep.asl.json uses \${${p}}, which the sweeper construct does not fill`);
+    }
+    this.executionLogs = new logs.LogGroup(this, 'ExecutionLogs', {
+      // Retained on delete, so its name carries the stack's creation id (physical-names.ts).
+      logGroupName: `/aws/vendedlogs/states/${stack.stackName}-sweep-${stackCreationId()}`,
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+    });
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      stateMachineName: stackScopedName(this, 'sweep', MAX_STATE_MACHINE_NAME),
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      comment: 'workspace-plugin-installer: snapshot sweep (statemachine/sweep.asl.json)',
+      definitionBody: sfn.DefinitionBody.fromString(definition),
+      definitionSubstitutions: { [SWEEPER_PLACEHOLDER]: this.fn.functionArn },
+      logs: { destination: this.executionLogs, level: sfn.LogLevel.ALL, includeExecutionData: false },
+      tracingEnabled: true,
+    });
+    this.stateMachine.addToRolePolicy(new iam.PolicyStatement({
+      sid: 'InvokeSweeper',
+      actions: ['lambda:InvokeFunction'],
+      resources: [this.fn.functionArn],
+    }));
+    acknowledgeStateMachineRole(this.stateMachine);
 
     this.rule = new events.Rule(this, 'Schedule', {
       description: `workspace-plugin-installer snapshot sweep (${props.settings.schedule})`,
       schedule: events.Schedule.expression(props.settings.schedule),
-      targets: [new targets.LambdaFunction(this.fn)],
+      // The scheduled event itself is the execution's input (StartSweep reads detail.dryRun).
+      targets: [new targets.SfnStateMachine(this.stateMachine)],
     });
 
     const action = new SnsAction(props.alarmTopic);
-    this.errorsAlarm = new cloudwatch.Alarm(this, 'ErrorsAlarm', {
-      alarmDescription: 'The snapshot sweeper failed (an error or its timeout); see its log group. Lambda does not retry it; the next scheduled sweep runs again.',
-      metric: this.fn.metricErrors({ period: SWEEP_ALARM_PERIOD, statistic: cloudwatch.Stats.SUM }),
+    this.sweepFailedAlarm = new cloudwatch.Alarm(this, 'SweepFailedAlarm', {
+      alarmDescription: 'A snapshot sweep execution failed, timed out or was aborted (bad settings, SendCommand refused, SSM unreadable); see its execution history and the sweeper\'s log group. The next scheduled sweep runs again.',
+      metric: new cloudwatch.MathExpression({
+        expression: 'failed + timedOut + aborted',
+        usingMetrics: {
+          failed: this.stateMachine.metricFailed({ period: SWEEP_ALARM_PERIOD, statistic: cloudwatch.Stats.SUM }),
+          timedOut: this.stateMachine.metricTimedOut({ period: SWEEP_ALARM_PERIOD, statistic: cloudwatch.Stats.SUM }),
+          aborted: this.stateMachine.metricAborted({ period: SWEEP_ALARM_PERIOD, statistic: cloudwatch.Stats.SUM }),
+        },
+        period: SWEEP_ALARM_PERIOD,
+        label: 'sweep executions failed',
+      }),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       evaluationPeriods: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    this.errorsAlarm.addAlarmAction(action);
+    this.sweepFailedAlarm.addAlarmAction(action);
 
     this.hostsFailedMetric = new cloudwatch.Metric({
       namespace: METRICS_NAMESPACE,
@@ -177,5 +244,13 @@ export class SnapshotSweeper extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     this.hostsFailedAlarm.addAlarmAction(action);
+
+    this.hostsUnfinishedMetric = new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: SWEEP_HOSTS_UNFINISHED,
+      dimensionsMap: { service: SERVICE_NAME },
+      period: SWEEP_ALARM_PERIOD,
+      statistic: cloudwatch.Stats.SUM,
+    });
   }
 }

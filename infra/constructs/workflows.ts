@@ -30,6 +30,19 @@ export function stateMachineName(scope: IConstruct, workflow: WorkflowName): str
   return stackScopedName(scope, workflow, MAX_STATE_MACHINE_NAME);
 }
 
+/**
+ * Every state machine of the stack (the three workflows, the sweep) logs to CloudWatch Logs and
+ * traces with X-Ray; Step Functions' log delivery and X-Ray actions have no resource-level
+ * permissions, so CDK grants them on "*". One acknowledgement, one reason, for each such role.
+ */
+export function acknowledgeStateMachineRole(stateMachine: sfn.StateMachine): void {
+  acknowledgeWildcardResource(
+    stateMachine.role,
+    '*',
+    'Resource "*" only for what Step Functions itself needs and IAM cannot scope: CloudWatch Logs log-delivery actions (logs:CreateLogDelivery and friends) and X-Ray trace segments.',
+  );
+}
+
 export interface WorkflowsProps {
   readonly steps: StepLambdas;
   readonly bus: IEventBus;
@@ -106,11 +119,7 @@ export class Workflows extends Construct {
         resources: [props.bus.eventBusArn],
       }));
     }
-    acknowledgeWildcardResource(
-      stateMachine.role,
-      '*',
-      'Resource "*" only for what Step Functions itself needs and IAM cannot scope: CloudWatch Logs log-delivery actions (logs:CreateLogDelivery and friends) and X-Ray trace segments.',
-    );
+    acknowledgeStateMachineRole(stateMachine);
     return { name, stateMachine, steps };
   }
 }

@@ -68,16 +68,16 @@ function stepOf(app: BuiltApp, spec: StepSpec) {
 }
 
 describe('resources', () => {
-  it('has the artifact bucket, its log bucket, 11 step Lambdas + the api Lambda + the sweeper, 3 state machines, the bus, the alarms, the REST API, the sweep schedule', () => {
+  it('has the artifact bucket, its log bucket, 11 step Lambdas + the api Lambda + the sweeper, 3 workflow state machines + the sweep, the bus, the alarms, the REST API, the sweep schedule', () => {
     const t = base.template;
     t.resourceCountIs('AWS::S3::Bucket', 2);
     t.resourceCountIs('AWS::Lambda::Function', 13);
-    t.resourceCountIs('AWS::StepFunctions::StateMachine', 3);
+    t.resourceCountIs('AWS::StepFunctions::StateMachine', 4);
     t.resourceCountIs('AWS::Events::EventBus', 1);
     t.resourceCountIs('AWS::Events::Archive', 1);
     t.resourceCountIs('AWS::SNS::Topic', 1);
     t.resourceCountIs('AWS::KMS::Key', 1);
-    // SystemFailures, RollbackFailed, NotificationsUndelivered, the sweeper's Errors and SweepHostsFailed.
+    // SystemFailures, RollbackFailed, NotificationsUndelivered, the sweep's failed executions and SweepHostsFailed.
     t.resourceCountIs('AWS::CloudWatch::Alarm', 5);
     // SystemFailures, FailuresByCode, RollbackFailed, NotificationsUndelivered.
     t.resourceCountIs('AWS::Logs::MetricFilter', 4);

@@ -1,8 +1,11 @@
 /**
- * The snapshot sweeper in the stack: the EventBridge schedule (default and from context) invoking
- * the sweeper Lambda, the function (runtime, architecture, timeout, environment the handler reads),
- * its IAM exactly (SendCommand on the document and on tagged instances, ListCommandInvocations on
- * "*"; no S3, no EC2 Instance Connect, no wildcard actions), the two alarms, and cdk-nag.
+ * The snapshot sweeper in the stack: the EventBridge schedule (default and from context) starting
+ * the sweep state machine (statemachine/sweep.asl.json, its one placeholder the sweeper function)
+ * with a role that may start exactly that machine, the machine's role that may invoke exactly the
+ * sweeper, the function (runtime, architecture, timeout, environment the handler reads), its IAM
+ * exactly (SendCommand on the document and on tagged instances, ListCommandInvocations and
+ * DescribeInstances on "*"; no S3, no EC2 Instance Connect, no wildcard actions), the two alarms,
+ * and cdk-nag.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,8 +15,10 @@ import { DEFAULT_TARGETS } from '../../lambdas/core/sweep/fleet-sweep.ts';
 import { sweeperSettingsFromEnv } from '../../lambdas/handlers/sweeper.ts';
 import { MIN_REASON_LENGTH } from '../../infra/constructs/nag.ts';
 import { NODE_RUNTIME_REASON, WORKSPACE_TAG } from '../../infra/constructs/step-functions.ts';
-import { SWEEP_HOSTS_FAILED } from '../../infra/constructs/snapshot-sweeper.ts';
-import { acknowledgements, actionsOf, buildApp, type BuiltApp, logicalId, normalize, roleStatements, ROOT, sortStatements, TEST_ACCOUNT, TEST_REGION, SYNTH_HOOK_TIMEOUT_MS } from './infra-helpers.ts';
+import { SWEEP_HOSTS_FAILED, SWEEPER_TIMEOUT } from '../../infra/constructs/snapshot-sweeper.ts';
+import { TASK_TIMEOUT_MARGIN_SECONDS } from '../../infra/constructs/step-functions.ts';
+import { sweepDefinitionText } from '../../lambdas/core/workflow/workflow-files.ts';
+import { acknowledgements, actionsOf, buildApp, type BuiltApp, flat, logicalId, normalize, resourcesOf, roleStatements, ROOT, sortStatements, TEST_ACCOUNT, TEST_REGION, SYNTH_HOOK_TIMEOUT_MS } from './infra-helpers.ts';
 
 const CUSTOM = { sweepSchedule: 'cron(0 3 * * ? *)', sweepOlderThanDays: '30', sweepKeep: 2 };
 const VPC = {
@@ -62,35 +67,78 @@ describe('sweep schedule', () => {
     expect(() => buildApp({ context: { sweepSchedule: 'rate(5 minutes)' } })).toThrow(/sweepSchedule/);
   });
 
-  it('targets the sweeper function, which lets exactly that rule invoke it', () => {
+  it('starts the sweep state machine (the scheduled event as its input) with a role that may start exactly that machine; nothing invokes the function directly', () => {
     for (const app of [base, custom]) {
-      const fnId = logicalId(app.stack.sweeper.fn);
+      const smId = logicalId(app.stack.sweeper.stateMachine);
       const ruleId = logicalId(app.stack.sweeper.rule);
       const rule = app.template.findResources('AWS::Events::Rule')[ruleId]!;
-      const ruleTargets = (rule.Properties as { Targets: { Arn: unknown; Input?: unknown }[] }).Targets;
+      const ruleTargets = (rule.Properties as { Targets: { Arn: unknown; Input?: unknown; RoleArn?: { 'Fn::GetAtt': [string, string] } }[] }).Targets;
       expect(ruleTargets).toHaveLength(1);
-      expect(ruleTargets[0]!.Arn).toEqual({ 'Fn::GetAtt': [fnId, 'Arn'] });
-      // The scheduled event itself is the input (the handler reads detail.dryRun; a schedule's detail is {}).
+      expect(ruleTargets[0]!.Arn).toEqual({ Ref: smId });
+      // The scheduled event itself is the input (StartSweep reads detail.dryRun; a schedule's detail is {}).
       expect(ruleTargets[0]!.Input).toBeUndefined();
-      const permissions = Object.values(app.template.findResources('AWS::Lambda::Permission')).filter(
-        (p) => JSON.stringify((p.Properties as { FunctionName: unknown }).FunctionName).includes(fnId),
-      );
-      expect(permissions.map((p) => p.Properties)).toEqual([
-        { Action: 'lambda:InvokeFunction', FunctionName: { 'Fn::GetAtt': [fnId, 'Arn'] }, Principal: 'events.amazonaws.com', SourceArn: { 'Fn::GetAtt': [ruleId, 'Arn'] } },
-      ]);
+      const eventsRole = ruleTargets[0]!.RoleArn!['Fn::GetAtt'][0];
+      const role = app.template.findResources('AWS::IAM::Role')[eventsRole]!;
+      expect(JSON.stringify((role.Properties as { AssumeRolePolicyDocument: unknown }).AssumeRolePolicyDocument)).toContain('events.amazonaws.com');
+      expect(roleStatements(app.template, eventsRole).map(normalize)).toEqual([{ sid: '', effect: 'Allow', actions: ['states:StartExecution'], resources: [`<${smId}>`], condition: undefined }]);
+      // The old direct invocation is gone: no permission lets EventBridge invoke the sweeper.
+      const fnId = logicalId(app.stack.sweeper.fn);
+      const permissions = Object.values(app.template.findResources('AWS::Lambda::Permission')).filter((p) => JSON.stringify(p.Properties).includes(fnId));
+      expect(permissions).toEqual([]);
     }
   });
 });
 
+describe('sweep state machine', () => {
+  function smProps(app: BuiltApp): Record<string, unknown> {
+    return app.template.findResources('AWS::StepFunctions::StateMachine')[logicalId(app.stack.sweeper.stateMachine)]!.Properties as Record<string, unknown>;
+  }
+
+  it('is Standard, named <stackName>-sweep, statemachine/sweep.asl.json inline with its one placeholder the sweeper function', () => {
+    const props = smProps(base);
+    expect(props.StateMachineName).toBe('WorkspacePluginInstaller-sweep');
+    expect(props.StateMachineType ?? 'STANDARD').toBe('STANDARD');
+    expect(props.DefinitionString).toBe(sweepDefinitionText());
+    expect(props.DefinitionSubstitutions).toEqual({ SweeperFunctionArn: { 'Fn::GetAtt': [logicalId(base.stack.sweeper.fn), 'Arn'] } });
+    expect(props.TracingConfiguration).toEqual({ Enabled: true });
+    expect(props.LoggingConfiguration).toEqual({
+      Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [logicalId(base.stack.sweeper.executionLogs), 'Arn'] } } }],
+      IncludeExecutionData: false,
+      Level: 'ALL',
+    });
+    // Its own execution log group: the workflows' metric filters (SystemFailures, …) never see a sweep.
+    expect(logicalId(base.stack.sweeper.executionLogs)).not.toBe(logicalId(base.stack.workflows.logGroup));
+    base.template.hasOutput('SweepStateMachineArn', { Value: { Ref: logicalId(base.stack.sweeper.stateMachine) } });
+  });
+
+  it('its role may invoke exactly the sweeper, besides logging and tracing', () => {
+    const statements = roleStatements(base.template, logicalId(base.stack.sweeper.stateMachine.role));
+    const invoke = statements.filter((st) => actionsOf(st).includes('lambda:InvokeFunction'));
+    expect(invoke.flatMap(actionsOf)).toEqual(['lambda:InvokeFunction']);
+    expect(invoke.flatMap(resourcesOf).map(flat)).toEqual([`<${logicalId(base.stack.sweeper.fn)}.Arn>`]);
+    for (const st of statements) {
+      for (const action of actionsOf(st)) expect(action === 'lambda:InvokeFunction' || /^(logs|xray):/.test(action), action).toBe(true);
+    }
+  });
+
+  it('waits longer for each Task than the function may run, and the function runs far less than Lambda allows', () => {
+    const states = (JSON.parse(sweepDefinitionText()) as { States: Record<string, { Type: string; TimeoutSeconds?: number }> }).States;
+    const tasks = Object.entries(states).filter(([, st]) => st.Type === 'Task');
+    expect(tasks.map(([n]) => n)).toEqual(['StartSweep', 'CheckSweep', 'ReportSweep']);
+    for (const [name, st] of tasks) expect(st.TimeoutSeconds, name).toBe(SWEEPER_TIMEOUT.toSeconds() + TASK_TIMEOUT_MARGIN_SECONDS);
+    expect(SWEEPER_TIMEOUT.toSeconds()).toBeLessThanOrEqual(300);
+  });
+});
+
 describe('sweeper function', () => {
-  it('runs lambdas/handlers/sweeper.ts on nodejs22.x/arm64 for 15 minutes, traced, with its own role and log group', () => {
+  it('runs lambdas/handlers/sweeper.ts on nodejs22.x/arm64 for 2 minutes (each invocation a bounded step), traced, with its own role and log group', () => {
     for (const app of [base, custom]) {
       const { sweeper } = app.stack;
       const props = fnProps(app);
       expect(props.Runtime).toBe('nodejs22.x');
       expect(props.Architectures).toEqual(['arm64']);
       expect(props.Handler).toBe('index.handler');
-      expect(props.Timeout).toBe(900);
+      expect(props.Timeout).toBe(120);
       expect(props.MemorySize as number).toBeGreaterThanOrEqual(256);
       expect(props.MemorySize as number).toBeLessThanOrEqual(512);
       expect(props.TracingConfig).toEqual({ Mode: 'Active' });
@@ -104,7 +152,7 @@ describe('sweeper function', () => {
     expect(Object.keys(base.template.findResources('AWS::Logs::LogGroup'))).toContain(logicalId(base.stack.sweeper.logGroup));
   });
 
-  it('is not retried by Lambda when a sweep fails (the next scheduled sweep runs again)', () => {
+  it('is never retried by Lambda itself (the state machine decides what is retried)', () => {
     base.template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
       FunctionName: { Ref: logicalId(base.stack.sweeper.fn) },
       MaximumRetryAttempts: 0,
@@ -149,10 +197,11 @@ describe('sweeper IAM', () => {
         condition: { Null: { 'ssm:resourceTag/WorkspaceId': 'false' } },
       },
       { sid: 'FollowSweepCommand', effect: 'Allow', actions: ['ssm:ListCommandInvocations'], resources: ['*'], condition: undefined },
+      { sid: 'CountWorkspaceInstances', effect: 'Allow', actions: ['ec2:DescribeInstances'], resources: ['*'], condition: undefined },
     ]);
   }
 
-  it('is exactly SendCommand (the plugin-host document, tagged instances) and ListCommandInvocations, besides logs and X-Ray', () => {
+  it('is exactly SendCommand (the plugin-host document, tagged instances), ListCommandInvocations and DescribeInstances, besides logs and X-Ray', () => {
     const actualBase = sortStatements(roleStatements(base.template, logicalId(base.stack.sweeper.role)).map(normalize));
     expect(actualBase).toEqual(expected({ partition: '<AWS::Partition>', region: '<AWS::Region>', account: '<AWS::AccountId>' }, base));
     // VPC placement, an endpoint and the EIC transport change nothing for the sweeper.
@@ -160,10 +209,10 @@ describe('sweeper IAM', () => {
     expect(actualCustom).toEqual(expected({ partition: 'aws', region: TEST_REGION, account: TEST_ACCOUNT }, custom));
   });
 
-  it('has no S3, no EC2 Instance Connect, no CancelCommand, no wildcard action, no managed policy', () => {
+  it('has no S3, no EC2 Instance Connect, no EC2 but DescribeInstances, no CancelCommand, no wildcard action, no managed policy', () => {
     for (const app of [base, custom]) {
       const actions = roleStatements(app.template, logicalId(app.stack.sweeper.role)).flatMap(actionsOf);
-      expect(actions.filter((a) => a.startsWith('s3:') || a.startsWith('ec2-instance-connect:') || a.startsWith('ec2:'))).toEqual([]);
+      expect(actions.filter((a) => a.startsWith('s3:') || a.startsWith('ec2-instance-connect:') || (a.startsWith('ec2:') && a !== 'ec2:DescribeInstances'))).toEqual([]);
       expect(actions).not.toContain('ssm:CancelCommand');
       for (const action of actions) expect(action).not.toContain('*');
       const role = app.template.findResources('AWS::IAM::Role')[logicalId(app.stack.sweeper.role)]!;
@@ -177,21 +226,28 @@ describe('sweeper IAM', () => {
     expect(called).toEqual(['ssm:ListCommandInvocations', 'ssm:SendCommand']);
     const granted = [...new Set(roleStatements(base.template, logicalId(base.stack.sweeper.role)).flatMap(actionsOf).filter((a) => a.startsWith('ssm:')))].sort();
     expect(granted).toEqual(called);
+    // And the one EC2 call: counting the fleet (fleet-size.ts).
+    const counting = readFileSync(join(ROOT, 'lambdas/core/sweep/fleet-size.ts'), 'utf8');
+    expect([...new Set([...counting.matchAll(/new (\w+)Command\(/g)].map((m) => `ec2:${m[1]}`))]).toEqual(['ec2:DescribeInstances']);
   });
 });
 
 describe('sweeper alarms', () => {
-  it('alarm on the function\'s Errors, notifying the alarm topic', () => {
-    base.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      Namespace: 'AWS/Lambda',
-      MetricName: 'Errors',
-      Dimensions: [{ Name: 'FunctionName', Value: { Ref: logicalId(base.stack.sweeper.fn) } }],
-      Statistic: 'Sum',
-      Threshold: 1,
-      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-      TreatMissingData: 'notBreaching',
-      AlarmActions: [{ Ref: logicalId(base.stack.alarmTopic) }],
-    });
+  it('alarm on failed, timed-out or aborted sweep executions, notifying the alarm topic', () => {
+    const smId = logicalId(base.stack.sweeper.stateMachine);
+    const alarm = base.template.findResources('AWS::CloudWatch::Alarm')[logicalId(base.stack.sweeper.sweepFailedAlarm)]!.Properties as {
+      Metrics: { Id: string; Expression?: string; MetricStat?: { Metric: { Namespace: string; MetricName: string; Dimensions: unknown[] }; Stat: string } }[];
+      Threshold: number;
+      ComparisonOperator: string;
+      TreatMissingData: string;
+      AlarmActions: unknown[];
+    };
+    expect(alarm).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', TreatMissingData: 'notBreaching', AlarmActions: [{ Ref: logicalId(base.stack.alarmTopic) }] });
+    expect(alarm.Metrics.find((m) => m.Expression)?.Expression).toBe('failed + timedOut + aborted');
+    const watched = alarm.Metrics.filter((m) => m.MetricStat).map((m) => [m.MetricStat!.Metric.Namespace, m.MetricStat!.Metric.MetricName, m.MetricStat!.Stat, m.MetricStat!.Metric.Dimensions]);
+    expect(watched.sort()).toEqual(
+      ['ExecutionsAborted', 'ExecutionsFailed', 'ExecutionsTimedOut'].map((name) => ['AWS/States', name, 'Sum', [{ Name: 'StateMachineArn', Value: { Ref: smId } }]]),
+    );
   });
 
   it('alarm on SweepHostsFailed as the handler publishes it (Powertools: namespace, service dimension)', () => {
@@ -218,17 +274,23 @@ describe('sweeper cdk-nag', () => {
     }
   });
 
-  it('acknowledges only the instance/* and "*" resources and the Node 22 runtime, each with a reason', () => {
+  it('acknowledges only the instance/* and "*" resources and the Node 22 runtime, each with a reason (the state machine role: the same "*" as every state machine)', () => {
     const path = base.stack.sweeper.node.path;
     const acks = acknowledgements(base.app).filter((a) => a.path === path || a.path.startsWith(`${path}/`));
     expect(acks.map((a) => a.id).sort()).toEqual([
+      'AwsSolutions-IAM5[Resource::*]',
       'AwsSolutions-IAM5[Resource::*]',
       'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
       'AwsSolutions-L1',
     ]);
     for (const ack of acks) expect(ack.reason.trim().length, ack.id).toBeGreaterThanOrEqual(MIN_REASON_LENGTH);
     expect(acks.find((a) => a.id === 'AwsSolutions-L1')?.reason).toBe(NODE_RUNTIME_REASON);
-    expect(acks.find((a) => a.id === 'AwsSolutions-IAM5[Resource::*]')?.reason).toMatch(/ListCommandInvocations/);
+    const roleAck = acks.find((a) => a.id === 'AwsSolutions-IAM5[Resource::*]' && a.path.startsWith(base.stack.sweeper.role.node.path));
+    expect(roleAck?.reason).toMatch(/ListCommandInvocations.*DescribeInstances/);
     expect(acks.find((a) => a.id.includes('instance/*'))?.reason).toMatch(/WorkspaceId/);
+    // The state machine's is the very reason every workflow state machine carries.
+    const smAck = acks.find((a) => a.id === 'AwsSolutions-IAM5[Resource::*]' && a.path.startsWith(base.stack.sweeper.stateMachine.node.path))!;
+    const workflowAck = acknowledgements(base.app).find((a) => a.id === 'AwsSolutions-IAM5[Resource::*]' && a.path.startsWith(base.stack.stateMachines.install.node.path))!;
+    expect(smAck.reason).toBe(workflowAck.reason);
   });
 });

@@ -4,6 +4,8 @@
  * host script) in its own tiny directory (the test document's rootPrefix '.': each instance's working directory plays
  * its `/`). Counts the SSM API calls per action: one SendCommand whatever the fleet size, and
  * ListCommandInvocations growing only by pagination (pages of 50 per poll), never per instance.
+ * Then the sweeper Lambda's three actions (start, check, report) driven as its state machine
+ * drives them.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -17,7 +19,7 @@ import { LocalHost } from '../../lambdas/core/host/local-host.ts';
 import { stampTime } from '../../lambdas/core/stamp.ts';
 import { FLEET_ROOTS, fleetSweep, type FleetSweepSummary } from '../../lambdas/core/sweep/fleet-sweep.ts';
 import { DAY_MS, sweepRules } from '../../lambdas/core/sweep/sweep-rules.ts';
-import { sweeperHandler } from '../../lambdas/handlers/sweeper.ts';
+import { sweeperHandler, type SweepState } from '../../lambdas/handlers/sweeper.ts';
 import { startSsmApi, type FakeInstance, type SsmApi } from '../servers/ssm-api.ts';
 import { TEST_DOCUMENT_NAME, testDocuments } from '../servers/ssm-harness.ts';
 import { TEST_CREDENTIALS } from '../servers/sigv4.ts';
@@ -258,8 +260,22 @@ describe('fleet sweep over SSM Run Command', () => {
   });
 });
 
+/** Drives the sweeper's three actions as statemachine/sweep.asl.json does (without the ASL: test/e2e/sweep-state-machine.test.ts runs it). */
+async function driveSweep(handler: (event: unknown) => Promise<unknown>, event: unknown): Promise<SweepState & { checks: number }> {
+  const state = (await handler({ action: 'start', event })) as SweepState;
+  let checks = 0;
+  do {
+    await new Promise((r) => setTimeout(r, 100));
+    state.check = (await handler({ action: 'check', sweep: state.sweep, check: state.check })) as SweepState['check'];
+    checks++;
+  } while (!state.check.done);
+  do state.report = (await handler({ action: 'report', sweep: state.sweep, report: state.report })) as SweepState['report'];
+  while (state.report.more);
+  return { ...state, checks };
+}
+
 describe('the sweeper Lambda', () => {
-  it('settings from the environment → one fleet sweep → a metric value and a log line per host → the summary', { timeout: 300_000 }, async () => {
+  it('settings from the environment → one Run Command → checks → a metric value and a log line per host → the totals', { timeout: 300_000 }, async () => {
     const fleet = await startFleet(10, RULES);
     const added: [string, string, number][] = [];
     vi.spyOn(metrics, 'addMetric').mockImplementation((name, unit, value) => {
@@ -274,20 +290,27 @@ describe('the sweeper Lambda', () => {
       });
     }
     let made = 0;
+    const sized: string[] = [];
     try {
       const handler = sweeperHandler({
         client: () => {
           made++;
           return fleet.client;
         },
-        env: { SSM_DOCUMENT_NAME: TEST_DOCUMENT_NAME, SWEEP_OLDER_THAN_DAYS: '7', SWEEP_KEEP: '1', SWEEP_MAX_CONCURRENCY: '100', SWEEP_MAX_ERRORS: '10' },
+        fleetSize: async (tag) => {
+          sized.push(tag);
+          return 10;
+        },
+        env: { SSM_DOCUMENT_NAME: TEST_DOCUMENT_NAME, SWEEP_OLDER_THAN_DAYS: '7', SWEEP_KEEP: '1', SWEEP_MAX_CONCURRENCY: '100%', SWEEP_MAX_ERRORS: '10%' },
         clock: () => NOW,
-        fleet: { ...POLL },
+        fleet: { pageSize: 4, pagesPerReport: 1 },
       });
-      const result = await handler({ 'detail-type': 'Scheduled Event', source: 'aws.events', time: NOW.toISOString(), detail: {} });
-      expect(made).toBe(1);
-      expect(result).toMatchObject({ olderThanDays: 7, targetTag: 'WorkspaceId', dryRun: false, keepNewest: 1, complete: true });
-      checkResults(fleet, result);
+      const result = await driveSweep(handler, { 'detail-type': 'Scheduled Event', source: 'aws.events', time: NOW.toISOString(), detail: {} });
+      expect(made).toBeGreaterThanOrEqual(3);
+      expect(sized).toEqual(['WorkspaceId']);
+      expect(result.sweep).toMatchObject({ olderThanDays: 7, targetTag: 'WorkspaceId', dryRun: false, keepNewest: 1, maxConcurrency: '10', maxErrors: '1' });
+      // 10 hosts, 4 per report call: 3 calls.
+      expect(result.report).toMatchObject({ more: false, nextToken: null, calls: 3, totals: { hosts: 10, failed: 1, unfinished: 0 } });
       expect(fleet.api.calls.SendCommand).toBe(1);
       const sent = fleet.api.invocations()[0]!;
       expect(sent.parameters.operation).toEqual(['fleet-sweep']);
@@ -295,37 +318,48 @@ describe('the sweeper Lambda', () => {
         RULES.previousBefore, String(RULES.keepNewest), RULES.stagingBefore, RULES.failedBefore, String(RULES.nowEpochSeconds), '0',
       ]);
       // One value per host for each metric, dimension-less (no instance dimension).
-      for (const name of ['SweptSnapshots', 'SweptBytes', 'SweepHostsFailed']) expect(added.filter(([n]) => n === name)).toHaveLength(10);
+      for (const name of ['SweptSnapshots', 'SweptBytes', 'SweepHostsFailed', 'SweepHostsUnfinished']) expect(added.filter(([n]) => n === name)).toHaveLength(10);
       expect(added.filter(([n]) => n === 'SweepHostsFailed').reduce((s, [, , v]) => s + v, 0)).toBe(1);
-      expect(added.filter(([n]) => n === 'SweptSnapshots').reduce((s, [, , v]) => s + v, 0)).toBe(result.totals.counts.previous);
-      expect(added.filter(([n]) => n === 'SweptBytes').reduce((s, [, , v]) => s + v, 0)).toBe(result.totals.bytes);
-      expect(spyPublish).toHaveBeenCalled();
+      expect(added.filter(([n]) => n === 'SweepHostsUnfinished').reduce((s, [, , v]) => s + v, 0)).toBe(0);
+      expect(added.filter(([n]) => n === 'SweptSnapshots').reduce((s, [, , v]) => s + v, 0)).toBe(result.report.totals.counts.previous);
+      expect(added.filter(([n]) => n === 'SweptBytes').reduce((s, [, , v]) => s + v, 0)).toBe(result.report.totals.bytes);
+      expect(spyPublish).toHaveBeenCalledTimes(3);
       // One log line per host with its counts; the failed one as a warning naming the error.
-      const perHost = logged.filter(([, m]) => m === 'swept host' || m === 'sweep failed on host');
-      expect(perHost.map(([, , f]) => f.instanceId).sort()).toEqual(result.hosts.map((h) => h.instanceId));
-      expect(perHost.find(([, , f]) => f.instanceId === instanceId(0))![2]).toMatchObject({ counts: result.hosts[0]!.roots[0]!.counts, bytes: result.hosts[0]!.roots[0]!.bytes });
-      expect(perHost.find(([, , f]) => f.instanceId === fleet.bad)).toMatchObject(['warn', 'sweep failed on host', { error: expect.stringMatching(/InvalidInput/) }]);
-      expect(logged.find(([, m]) => m === 'fleet sweep done')![2]).toMatchObject({ hosts: 10, failed: 1, complete: true });
+      const perHost = logged.filter(([, m]) => m === 'swept host' || m === 'sweep failed on host' || m === 'sweep unfinished on host');
+      expect(perHost.map(([, , f]) => f.instanceId).sort()).toEqual(Array.from({ length: 10 }, (_, i) => instanceId(i)));
+      const expected0 = fleet.expected.get(instanceId(0))!.get('/configs/plugins')!;
+      expect(perHost.find(([, , f]) => f.instanceId === instanceId(0))![2]).toMatchObject({ outcome: 'swept', counts: expected0.counts, bytes: expected0.bytes });
+      expect(perHost.find(([, , f]) => f.instanceId === fleet.bad)).toMatchObject(['warn', 'sweep failed on host', { outcome: 'failed', error: expect.stringMatching(/InvalidInput/) }]);
+      expect(logged.find(([, m]) => m === 'fleet sweep done')![2]).toMatchObject({ hosts: 10, failed: 1, unfinished: 0, reports: 3 });
 
       // A manual dry run: {detail: {dryRun: true}}.
-      const dry = await handler({ detail: { dryRun: true } });
-      expect(dry.dryRun).toBe(true);
-      expect(dry.totals.counts).toEqual({ previous: 0, staging: 0, failed: 0, locks: 0 });
+      const dry = await driveSweep(handler, { detail: { dryRun: true } });
+      expect(dry.sweep.dryRun).toBe(true);
+      expect(dry.report.totals.counts).toEqual({ previous: 0, staging: 0, failed: 0, locks: 0 });
     } finally {
       vi.restoreAllMocks();
       await fleet.stop();
     }
   });
 
-  it('refuses bad settings before sending anything', async () => {
-    const handler = (env: NodeJS.ProcessEnv) => sweeperHandler({ client: () => { throw new Error('no client expected'); }, env: { SSM_DOCUMENT_NAME: TEST_DOCUMENT_NAME, ...env } })({});
+  it('refuses bad settings and bad input before sending anything', async () => {
+    const noFleet = async () => {
+      throw new Error('no count expected');
+    };
+    const handler = (env: NodeJS.ProcessEnv) => sweeperHandler({ client: () => { throw new Error('no client expected'); }, fleetSize: noFleet, env: { SSM_DOCUMENT_NAME: TEST_DOCUMENT_NAME, ...env } })({ action: 'start', event: {} });
     await expect(handler({ SSM_DOCUMENT_NAME: undefined })).rejects.toMatchObject({ code: 'InvalidInput', message: expect.stringMatching(/SSM_DOCUMENT_NAME/) });
     await expect(handler({ SWEEP_OLDER_THAN_DAYS: 'seven' })).rejects.toMatchObject({ code: 'InvalidInput' });
     await expect(handler({ SWEEP_KEEP: '-1' })).rejects.toMatchObject({ code: 'InvalidInput' });
     await expect(handler({ SWEEP_TARGET_TAG: 'a"b' })).rejects.toMatchObject({ code: 'InvalidInput' });
     await expect(handler({ SWEEP_DRY_RUN: 'maybe' })).rejects.toMatchObject({ code: 'InvalidInput' });
-    const withClient = (env: NodeJS.ProcessEnv) => sweeperHandler({ client: () => new SSMClient({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9' }), env: { SSM_DOCUMENT_NAME: TEST_DOCUMENT_NAME, ...env } })({});
+    await expect(handler({ SWEEP_MAX_ERRORS: '101%' })).rejects.toMatchObject({ code: 'InvalidInput' });
+    await expect(handler({ SWEEP_MAX_CONCURRENCY: '10 %' })).rejects.toMatchObject({ code: 'InvalidInput' });
+    const withClient = (env: NodeJS.ProcessEnv) => sweeperHandler({ client: () => new SSMClient({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9' }), fleetSize: async () => 3, env: { SSM_DOCUMENT_NAME: TEST_DOCUMENT_NAME, ...env } })({ action: 'start', event: {} });
     await expect(withClient({ SWEEP_MAX_CONCURRENCY: '0' })).rejects.toMatchObject({ code: 'InvalidInput' });
-    await expect(withClient({ SWEEP_MAX_ERRORS: '101%' })).rejects.toMatchObject({ code: 'InvalidInput' });
+    // Invoked directly (the old scheduled invocation), or with a state it did not make.
+    const any = sweeperHandler({ client: () => { throw new Error('no client expected'); }, fleetSize: noFleet, env: {} });
+    await expect(any({ 'detail-type': 'Scheduled Event', detail: {} })).rejects.toMatchObject({ code: 'InvalidInput', hint: expect.stringMatching(/state machine/) });
+    await expect(any({ action: 'check', sweep: { commandId: 'c' } })).rejects.toMatchObject({ code: 'InvalidInput' });
+    await expect(any({ action: 'report', sweep: { commandId: 'c', targetCount: 1, dryRun: false, keepNewest: 1, requestedAt: 0, deadline: 1 }, report: { more: true } })).rejects.toMatchObject({ code: 'InvalidInput' });
   });
 });

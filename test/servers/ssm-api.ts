@@ -178,7 +178,17 @@ interface Command {
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const epochSeconds = (d: Date | undefined): number | undefined => (d ? d.getTime() / 1000 : undefined);
 
-/** "10" or "10%" of `total`, at least 1 (concurrency) / at least 0 (errors). */
+/**
+ * MaxConcurrency / MaxErrors of a command with `total` targets, as AWS documents them (Systems
+ * Manager User Guide, "Run commands at scale", concurrency and error controls; SendCommand API
+ * reference): a number is taken as is; a percentage is of the target count. "If you send a command
+ * to 50 managed nodes and set MaxErrors to 10%, then the system stops sending the command to
+ * additional nodes when the sixth error is received": 10% of 50 tolerates 5 errors, the sixth
+ * stops it (`errors > errorLimit` in schedule()); with MaxErrors 0 the first error stops it. How a
+ * fraction rounds is not documented: the stand-in rounds down, the strict reading (5% of 3 targets
+ * tolerates no error at all), and keeps concurrency at least 1 so a command always progresses.
+ * A caller that needs a floor sends a count (the sweeper does: lambdas/core/sweep/fleet-size.ts).
+ */
 function parseLimit(value: string, total: number, what: string, min: number): number {
   const m = /^(\d+)(%?)$/.exec(value);
   if (!m) throw new ApiError('ValidationException', `1 validation error detected: Value '${value}' at '${what}' failed to satisfy constraint: Member must satisfy regular expression pattern: ^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$`);

@@ -71,8 +71,8 @@ describe('fleetSweep', () => {
     expect(summary).toMatchObject({ commandId: 'c-1', complete: true, polls: 2, pages: 6, dryRun: false, keepNewest: 1 });
     expect(time.slept).toEqual([1000, 2000]);
     expect(summary.hosts).toHaveLength(120);
-    expect(summary.totals).toEqual({ counts: { previous: 122, staging: 0, failed: 0, locks: 0 }, bytes: 120 * 4096, hosts: 120, failed: 0 });
-    expect(summary.hosts[0]).toEqual({ instanceId: ids[0], status: 'Success', roots: [{ root: '/configs/plugins', counts: { previous: 3, staging: 0, failed: 0, locks: 0 }, bytes: 4096 }] });
+    expect(summary.totals).toEqual({ counts: { previous: 122, staging: 0, failed: 0, locks: 0 }, bytes: 120 * 4096, hosts: 120, failed: 0, unfinished: 0 });
+    expect(summary.hosts[0]).toEqual({ instanceId: ids[0], status: 'Success', outcome: 'swept', roots: [{ root: '/configs/plugins', counts: { previous: 3, staging: 0, failed: 0, locks: 0 }, bytes: 4096 }] });
   });
 
   it('passes custom targets, rate control and timeouts', async () => {
@@ -140,14 +140,18 @@ describe('fleetSweep', () => {
     expect(summary.complete).toBe(true);
   });
 
-  it('stops waiting at the deadline: running hosts reported as such, complete false', async () => {
-    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-1', TargetCount: 2 } });
-    ssm.on(ListCommandInvocationsCommand).resolves({ CommandInvocations: [inv('i-1', 'Success', `${OK(1, 10)}\n${END(1)}`), inv('i-2', 'InProgress')] });
+  it('stops waiting at the deadline: running hosts are unfinished, not failed; complete false', async () => {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-1', TargetCount: 3 } });
+    ssm.on(ListCommandInvocationsCommand).resolves({ CommandInvocations: [inv('i-1', 'Success', `${OK(1, 10)}\n${END(1)}`), inv('i-2', 'InProgress'), inv('i-3', 'Pending')] });
     const time = fakeTime();
     const summary = await fleetSweep({ client: client(), documentName: 'stack-plugin-host', rules: RULES, maxWaitMs: 60_000, pollInitialMs: 1000, pollMaxMs: 10_000, ...time });
     expect(summary.complete).toBe(false);
     expect(summary.error).toMatch(/stopped waiting after 60s/);
-    expect(summary.hosts[1]).toMatchObject({ instanceId: 'i-2', status: 'InProgress', error: expect.stringMatching(/still InProgress/) });
+    // A slow but healthy host is not a failed one (issue 10 item 8): its own outcome, no error.
+    expect(summary.hosts[1]).toEqual({ instanceId: 'i-2', status: 'InProgress', outcome: 'unfinished', roots: [], note: expect.stringMatching(/still InProgress/) });
+    expect(summary.hosts[2]).toMatchObject({ instanceId: 'i-3', status: 'Pending', outcome: 'unfinished' });
+    expect(summary.hosts.filter((h) => h.error)).toEqual([]);
+    expect(summary.totals).toMatchObject({ hosts: 3, failed: 0, unfinished: 2 });
     expect(time.slept.reduce((a, b) => a + b, 0)).toBe(60_000);
     expect(summary.polls).toBe(time.slept.length);
   });

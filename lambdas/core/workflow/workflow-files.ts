@@ -16,6 +16,21 @@ export function workflowText(name: WorkflowName): string {
   return readFileSync(workflowPath(name), 'utf8');
 }
 
+/**
+ * The snapshot sweep's state machine (not a plugin workflow: its one Lambda is the sweeper,
+ * `${SweeperFunctionArn}`, and the EventBridge schedule starts it; infra/constructs/snapshot-sweeper.ts).
+ */
+export const SWEEP_DEFINITION = 'sweep';
+export const SWEEPER_PLACEHOLDER = 'SweeperFunctionArn';
+
+export function sweepDefinitionPath(): string {
+  return fileURLToPath(new URL(`../../../statemachine/${SWEEP_DEFINITION}.asl.json`, import.meta.url));
+}
+
+export function sweepDefinitionText(): string {
+  return readFileSync(sweepDefinitionPath(), 'utf8');
+}
+
 /** Every `${Name}` placeholder a definition uses. */
 export function placeholders(text: string): string[] {
   return [...new Set([...text.matchAll(/\$\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1]!))];
