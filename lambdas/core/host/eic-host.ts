@@ -74,7 +74,9 @@ export interface EicHostOptions {
   idleTimeoutMs?: number;
   /**
    * Waits between tunnels refused because the endpoint is at its connection limit: a random
-   * time in [0, min(maxMs, baseMs · 2^n)) before try n + 1 (default 200 ms, 5 s).
+   * time in [0, min(maxMs, baseMs · 2^n)) before try n + 1 (default 200 ms, 2 s). A short
+   * ceiling: a host step frees its tunnel within seconds, and a long one would let newcomers
+   * (short waits) keep overtaking a caller that has waited longest.
    */
   tunnelBackoff?: { baseMs?: number; maxMs?: number };
   /** Called for each tunnel the endpoint refused at its connection limit (metrics, logs). */
@@ -195,7 +197,7 @@ export class EicHost implements RemoteHost {
     this.#endpoint = options.endpoint;
     this.#privilege = options.privilege ?? (this.#osUser === 'root' ? '' : 'sudo -n');
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 2_000;
-    this.#backoff = { baseMs: options.tunnelBackoff?.baseMs ?? 200, maxMs: options.tunnelBackoff?.maxMs ?? 5_000 };
+    this.#backoff = { baseMs: options.tunnelBackoff?.baseMs ?? 200, maxMs: options.tunnelBackoff?.maxMs ?? 2_000 };
     this.#onTunnelRefused = options.onTunnelRefused;
   }
 
@@ -381,6 +383,14 @@ export class EicHost implements RemoteHost {
   }
 
   async #open(deadline: number): Promise<Connection> {
+    try {
+      return await this.#connect(deadline);
+    } finally {
+      this.#capacityWait = undefined;
+    }
+  }
+
+  async #connect(deadline: number): Promise<Connection> {
     const { publicKey, privateKey } = ephemeralKey();
     await this.#pushKey(publicKey);
     let pushedAt = Date.now();
@@ -434,45 +444,42 @@ export class EicHost implements RemoteHost {
   async #tunnel(endpoint: EicEndpointOptions, deadline: number): Promise<Duplex> {
     const { instanceId, privateIp } = this.#instance;
     const closed = (): PluginError => new PluginError('HostUnreachable', `EIC host ${instanceId} was closed while connecting`, 'create a new host');
-    try {
-      for (let attempt = 1; ; attempt++) {
-        if (this.#closed) throw closed();
-        if (this.#capacityWait && Date.now() >= deadline) throw this.#atCapacityTimeout(`could not connect to ${instanceId} within the step's time`);
+    for (let attempt = 1; ; attempt++) {
+      if (this.#closed) throw closed();
+      if (this.#capacityWait && Date.now() >= deadline) throw this.#atCapacityTimeout(`could not connect to ${instanceId} within the step's time`);
+      try {
+        return await openEicTunnel({
+          dnsName: endpoint.dnsName,
+          url: endpoint.url,
+          endpointId: endpoint.id,
+          privateIp,
+          remotePort: this.#port,
+          maxTunnelDurationSeconds: endpoint.maxTunnelDurationSeconds,
+          credentials: endpoint.credentials ?? (() => this.#client.config.credentials()),
+          region: endpoint.region ?? (() => this.#client.config.region()),
+          timeoutMs: this.#connectTimeoutMs,
+          signal: this.#closing.signal,
+        });
+      } catch (error) {
+        if (!(error instanceof EicEndpointAtCapacity) || this.#closed) throw error;
+        this.#tunnelRefusals++;
+        // Kept until connecting is over (#open), so a deadline that passes meanwhile names the wait.
+        const wait = (this.#capacityWait ??= { refusals: 0, since: Date.now() });
+        wait.refusals++;
+        // Full jitter: refused callers spread over the whole window instead of retrying together.
+        const ceiling = Math.min(this.#backoff.maxMs, this.#backoff.baseMs * 2 ** Math.min(attempt - 1, 30));
+        const delayMs = Math.min(Math.floor(Math.random() * ceiling), Math.max(0, deadline - Date.now()));
         try {
-          return await openEicTunnel({
-            dnsName: endpoint.dnsName,
-            url: endpoint.url,
-            endpointId: endpoint.id,
-            privateIp,
-            remotePort: this.#port,
-            maxTunnelDurationSeconds: endpoint.maxTunnelDurationSeconds,
-            credentials: endpoint.credentials ?? (() => this.#client.config.credentials()),
-            region: endpoint.region ?? (() => this.#client.config.region()),
-            timeoutMs: this.#connectTimeoutMs,
-            signal: this.#closing.signal,
-          });
-        } catch (error) {
-          if (!(error instanceof EicEndpointAtCapacity) || this.#closed) throw error;
-          this.#tunnelRefusals++;
-          const wait = (this.#capacityWait ??= { refusals: 0, since: Date.now() });
-          wait.refusals++;
-          // Full jitter: refused callers spread over the whole window instead of retrying together.
-          const ceiling = Math.min(this.#backoff.maxMs, this.#backoff.baseMs * 2 ** Math.min(attempt - 1, 30));
-          const delayMs = Math.min(Math.floor(Math.random() * ceiling), Math.max(0, deadline - Date.now()));
-          try {
-            this.#onTunnelRefused?.({ instanceId, endpointId: endpoint.id, status: error.status, attempt, delayMs, message: error.message });
-          } catch {
-            // Counting a refusal must never fail the step.
-          }
-          try {
-            await sleep(delayMs, undefined, { signal: this.#closing.signal });
-          } catch {
-            throw closed();
-          }
+          this.#onTunnelRefused?.({ instanceId, endpointId: endpoint.id, status: error.status, attempt, delayMs, message: error.message });
+        } catch {
+          // Counting a refusal must never fail the step.
+        }
+        try {
+          await sleep(delayMs, undefined, { signal: this.#closing.signal });
+        } catch {
+          throw closed();
         }
       }
-    } finally {
-      this.#capacityWait = undefined;
     }
   }
 
