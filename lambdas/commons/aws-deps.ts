@@ -60,7 +60,9 @@ export function eicNetworkPath(env: NodeJS.ProcessEnv): EicNetworkPath {
 
 /** One `TunnelRefused` data point (dimension `service` only, so one series per deployment) and a log line. */
 export function countTunnelRefused(refusal: TunnelRefusal): void {
-  logger.warn('EIC endpoint at its connection limit: tunnel refused, waiting', { ...refusal });
+  // `message` is a reserved key of the logger: the endpoint's answer goes out as `answer`.
+  const { message, ...where } = refusal;
+  logger.warn('EIC endpoint at its connection limit: tunnel refused, waiting', { ...where, answer: message });
   metrics.singleMetric().addMetric('TunnelRefused', MetricUnit.Count, 1);
 }
 
