@@ -26,6 +26,7 @@
  */
 import { connect as tcpConnect, isIP } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EC2InstanceConnectClient, SendSSHPublicKeyCommand } from '@aws-sdk/client-ec2-instance-connect';
 // ssh2 is CommonJS: Node's ESM loader only exposes its default export.
 import ssh2, { type Client, type ClientChannel } from 'ssh2';
@@ -35,7 +36,6 @@ import { PluginError } from '../errors.ts';
 import { pluginsRoot } from '../runtimes.ts';
 import { hostCommandLine } from './host-command.ts';
 import { AGENT_OWNER, type HostResolver } from './host-resolver.ts';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { EicEndpointAtCapacity, EIC_ENDPOINT_MAX_CONNECTIONS, openEicTunnel, type EicCredentialSource, type EicRegionSource } from './eic-tunnel.ts';
 import type { HostInvocation, HostRawResult, RemoteHost } from './remote-host.ts';
 
@@ -90,7 +90,7 @@ export interface TunnelRefusal {
   status: number;
   /** 1 for the first refusal of this connection attempt. */
   attempt: number;
-  /** How long the adapter waits before trying again (0 when the step's time is up). */
+  /** How long the adapter waits before trying again (never past the step's deadline). */
   delayMs: number;
   message: string;
 }
@@ -175,7 +175,7 @@ export class EicHost implements RemoteHost {
   #current?: Promise<Connection>;
   #closed = false;
   #tunnelRefusals = 0;
-  /** Set while a connection is waiting for the endpoint to take its tunnel. */
+  /** From the endpoint's first refusal until connecting is over (so a step timeout can name it). */
   #capacityWait?: { refusals: number; since: number };
 
   constructor(instance: EicInstance, options: EicHostOptions) {
