@@ -2,7 +2,8 @@
  * The operators' CloudWatch dashboard: what the installer did (installs, rollbacks, uninstalls),
  * what failed and why (system failures, failures by error code, RollbackFailed, undelivered
  * notifications, step errors by code), how long each step takes (p50 / p95 of every step
- * Lambda's duration), and the snapshot sweeper (bytes freed, hosts failed). Every metric is one
+ * Lambda's duration), the snapshot sweeper (bytes freed, hosts failed), and EIC tunnels the
+ * endpoint refused at its connection limit (`TunnelRefused`). Every metric is one
  * the stack publishes or AWS does; the error-code graphs are SEARCH expressions, so a code seen
  * for the first time appears without a redeploy.
  */
@@ -16,6 +17,8 @@ import type { SnapshotSweeper } from './snapshot-sweeper.ts';
 import { METRICS_NAMESPACE, SERVICE_NAME, stepId, type StepLambdas } from './step-functions.ts';
 
 const PERIOD = Duration.minutes(5);
+/** Published by the host-step and api Lambdas (lambdas/commons/aws-deps.ts, countTunnelRefused). */
+export const TUNNEL_REFUSED = 'TunnelRefused';
 
 export interface OperationsDashboardProps {
   readonly stateMachines: Readonly<Record<WorkflowName, sfn.IStateMachine>>;
@@ -91,6 +94,15 @@ export class OperationsDashboard extends Construct {
             left: [new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: 'SweptBytes', dimensionsMap: { service: SERVICE_NAME }, ...sum, label: 'bytes freed' })],
             right: [sweeper.hostsFailedMetric.with({ label: 'hosts failed' }), sweeper.hostsUnfinishedMetric.with({ label: 'hosts unfinished (still running at the deadline)' })],
             width: 12,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            // Each refusal is a wait inside a host step (docs/deploy.md, "Quotas that bound the
+            // system"); a steady stream means EIC work above what one endpoint carries.
+            title: 'EIC tunnels refused at the endpoint\'s limit of 20 concurrent connections (each one waited for and retried)',
+            left: [new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: TUNNEL_REFUSED, dimensionsMap: { service: SERVICE_NAME }, ...sum, label: 'tunnels refused' })],
+            width: 24,
           }),
         ],
         [

@@ -10,18 +10,25 @@
  *                        EIC workspaces are refused (TransportUnavailable) before any host step.
  *   LEASE_SECONDS        plugin lock lease (default 900)
  *   HOST_STEP_TIMEOUT_MS host step timeout (default 120000)
+ *
+ * Through an EIC Endpoint (20 concurrent tunnels, not adjustable, shared by every function of the
+ * deployment) no connection is kept idle: a function holds a tunnel only while one of its host
+ * operations runs, never while its container sits frozen between invocations. A tunnel refused
+ * at the limit is waited for in the adapter and counted here as the `TunnelRefused` metric.
  */
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { EC2InstanceConnectClient } from '@aws-sdk/client-ec2-instance-connect';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { S3ArtifactStore } from '../core/artifacts/s3-artifact-store.ts';
 import { PluginError } from '../core/errors.ts';
-import { eicHostResolver } from '../core/host/eic-host.ts';
+import { eicHostResolver, type TunnelRefusal } from '../core/host/eic-host.ts';
 import { transportResolver, unavailableTransport, type HostResolver } from '../core/host/host-resolver.ts';
 import { ssmHostResolver } from '../core/host/ssm-host.ts';
 import type { StepDeps } from '../core/steps/step-deps.ts';
 import { Ec2WorkspaceDirectory, type Ec2Transport } from '../core/workspaces/ec2-workspace-directory.ts';
+import { logger, metrics } from './logger.ts';
 
 function positiveInt(value: string | undefined, fallback: number): number {
   const n = Number(value);
@@ -51,6 +58,14 @@ export function eicNetworkPath(env: NodeJS.ProcessEnv): EicNetworkPath {
   return env.EIC_NETWORK_PATH === 'vpc' ? 'vpc' : 'none';
 }
 
+/** One `TunnelRefused` data point (dimension `service` only, so one series per deployment) and a log line. */
+export function countTunnelRefused(refusal: TunnelRefusal): void {
+  // `message` is a reserved key of the logger: the endpoint's answer goes out as `answer`.
+  const { message, ...where } = refusal;
+  logger.warn('EIC endpoint at its connection limit: tunnel refused, waiting', { ...where, answer: message });
+  metrics.singleMetric().addMetric('TunnelRefused', MetricUnit.Count, 1);
+}
+
 export function awsDeps(env: NodeJS.ProcessEnv = process.env, clients: AwsClients = defaultAwsClients()): StepDeps {
   const bucket = env.ARTIFACT_BUCKET;
   if (!bucket) throw new PluginError('InvalidInput', 'ARTIFACT_BUCKET is not set', 'deploy with infra/ (it sets the function environment)');
@@ -60,7 +75,13 @@ export function awsDeps(env: NodeJS.ProcessEnv = process.env, clients: AwsClient
   const endpoint = env.EIC_ENDPOINT_ID && env.EIC_ENDPOINT_DNS ? { id: env.EIC_ENDPOINT_ID, dnsName: env.EIC_ENDPOINT_DNS, maxTunnelDurationSeconds: 3600 } : undefined;
   const eic: HostResolver = eicNetworkPath(env) === 'none'
     ? unavailableTransport('eic', 'its functions run outside the workspaces\' VPC and have no EC2 Instance Connect Endpoint, so nothing routes to a private IP', EIC_PATH_HINT)
-    : eicHostResolver({ client: clients.eic, osUser: env.EIC_OS_USER || 'ubuntu', stepTimeoutMs, endpoint });
+    : eicHostResolver({
+      client: clients.eic,
+      osUser: env.EIC_OS_USER || 'ubuntu',
+      stepTimeoutMs,
+      endpoint,
+      ...(endpoint ? { idleTimeoutMs: 0, onTunnelRefused: countTunnelRefused } : {}),
+    });
   return {
     workspaces: new Ec2WorkspaceDirectory({ client: clients.ec2, defaultTransport }),
     hosts: transportResolver({

@@ -592,10 +592,10 @@ describe('alarms', () => {
     const dashboards = Object.values(base.template.findResources('AWS::CloudWatch::Dashboard'));
     expect(dashboards).toHaveLength(1);
     const body = flat((dashboards[0]!.Properties as { DashboardBody: unknown }).DashboardBody);
-    for (const title of ['Installs', 'Rollbacks', 'Uninstalls', 'Failed executions by error code', 'Step duration p50', 'Step duration p95', 'Step errors by step and code', 'Snapshot sweeper']) {
+    for (const title of ['Installs', 'Rollbacks', 'Uninstalls', 'Failed executions by error code', 'Step duration p50', 'Step duration p95', 'Step errors by step and code', 'Snapshot sweeper', 'EIC tunnels refused']) {
       expect(body, title).toContain(title);
     }
-    for (const metric of [SYSTEM_FAILURES, ROLLBACK_FAILED, NOTIFICATIONS_UNDELIVERED, FAILURES_BY_CODE, 'StepErrors', 'SweptBytes', 'SweepHostsFailed', 'ExecutionsSucceeded', 'Duration']) {
+    for (const metric of [SYSTEM_FAILURES, ROLLBACK_FAILED, NOTIFICATIONS_UNDELIVERED, FAILURES_BY_CODE, 'StepErrors', 'SweptBytes', 'SweepHostsFailed', 'ExecutionsSucceeded', 'Duration', 'TunnelRefused']) {
       expect(body, metric).toContain(metric);
     }
     // p50 and p95 of every step Lambda.

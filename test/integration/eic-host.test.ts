@@ -20,8 +20,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { PluginError } from '../../lambdas/core/errors.ts';
 import { executionName } from '../../lambdas/core/execution-name.ts';
-import { EicHost, eicHostResolver } from '../../lambdas/core/host/eic-host.ts';
-import { openEicTunnel, presignOpenTunnelPath, presignOpenTunnelUrl } from '../../lambdas/core/host/eic-tunnel.ts';
+import { EicHost, eicHostResolver, type TunnelRefusal } from '../../lambdas/core/host/eic-host.ts';
+import { EicEndpointAtCapacity, openEicTunnel, presignOpenTunnelPath, presignOpenTunnelUrl } from '../../lambdas/core/host/eic-tunnel.ts';
 import { HostSteps, type PluginRef } from '../../lambdas/core/host/host-steps.ts';
 import { newStamp } from '../../lambdas/core/stamp.ts';
 import { goodTarball, MANIFEST } from '../fixtures/hostile-tarballs.ts';
@@ -458,6 +458,113 @@ describe.skipIf(!sshdAvailable)('EIC host through an EIC Endpoint tunnel', () =>
     // The step is idempotent: the workflow's retry, with the same stamp, stages cleanly.
     expect((await steps.stage(plugin, sha256(buf), 0, { stream: Readable.from([buf]) })).result).toBe('staged');
     expect(await steps.unlock(plugin)).toBe('released');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** Opens a tunnel by hand (as another client of the endpoint would) and keeps it open. */
+async function holdTunnel(endpointUrl: string, credentials = TEST_CREDENTIALS): Promise<WebSocket> {
+  const path = await presignOpenTunnelPath({ dnsName: TEST_ENDPOINT_DNS, endpointId: TEST_ENDPOINT_ID, privateIp: '127.0.0.1', remotePort: 22, credentials, region: TEST_REGION });
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${endpointUrl}${path}`, { headers: { host: TEST_ENDPOINT_DNS }, handshakeTimeout: 5_000 });
+    ws.on('open', () => resolve(ws));
+    ws.on('unexpected-response', (_req, res) => reject(new Error(`tunnel refused: HTTP ${res.statusCode}`)));
+    ws.on('error', reject);
+  });
+}
+
+describe.skipIf(!sshdAvailable)('EIC Endpoint at its connection limit', () => {
+  const CAP = 2;
+  let h: EicHarness;
+  let held: WebSocket[] = [];
+  /** Takes every slot of the endpoint, once the tunnels of earlier steps have closed. */
+  const fill = async (): Promise<void> => {
+    await until(() => h.endpoint!.open === held.length, 10_000, 'earlier tunnels to close');
+    while (held.length < CAP) held.push(await holdTunnel(h.endpoint!.url));
+    expect(h.endpoint!.open).toBe(CAP);
+  };
+  const releaseAll = async (): Promise<void> => {
+    for (const ws of held) ws.terminate();
+    held = [];
+    await until(() => h.endpoint!.open === 0, 10_000, 'the held tunnels to close');
+  };
+  beforeAll(async () => {
+    h = await startEicHarness({ viaEndpoint: true, maxConnections: CAP, host: { idleTimeoutMs: 0 } });
+  });
+  afterAll(async () => {
+    for (const ws of held) ws.terminate();
+    await h?.stop();
+  });
+
+  it('the stand-in refuses a signed tunnel past its cap with 429 naming the limit, and never carries more', async () => {
+    await fill();
+    const endpoint = h.endpoint!;
+    const before = endpoint.refusedAtCap;
+    const refused = await failure(openEicTunnel({ dnsName: TEST_ENDPOINT_DNS, endpointId: TEST_ENDPOINT_ID, privateIp: '127.0.0.1', remotePort: 22, credentials: TEST_CREDENTIALS, region: TEST_REGION, url: endpoint.url }));
+    expect(refused).toBeInstanceOf(EicEndpointAtCapacity);
+    expect(refused.code).toBe('HostUnreachable');
+    expect(refused.message).toMatch(/HTTP 429 .*ThrottlingException.*maximum of 2 concurrent connections/);
+    expect(endpoint.refusedAtCap - before).toBe(1);
+    expect(endpoint.peak).toBe(CAP);
+    await releaseAll();
+  });
+
+  it('waits for a refused tunnel (jittered retries) instead of failing the step, and reports each refusal', async () => {
+    await fill();
+    const refusals: TunnelRefusal[] = [];
+    const resolver = h.resolverWith({ idleTimeoutMs: 0, tunnelBackoff: { baseMs: 20, maxMs: 200 }, onTunnelRefused: (r) => refusals.push(r) });
+    const ws = h.workspace('ws-at-cap');
+    const listing = new HostSteps(resolver(ws)).list();
+    await until(() => refusals.length >= 3, 20_000, 'the endpoint to refuse the adapter a few times');
+    await releaseAll();
+    const listed = await listing;
+    expect(listed.plugins).toEqual([]);
+    expect(refusals.every((r) => r.status === 429 && r.endpointId === TEST_ENDPOINT_ID && r.instanceId === h.instanceId)).toBe(true);
+    expect(refusals.map((r) => r.attempt).slice(0, 3)).toEqual([1, 2, 3]);
+    expect(refusals.every((r) => r.delayMs >= 0 && r.delayMs < 200)).toBe(true);
+    const { host } = resolver(ws);
+    expect((host as EicHost).tunnelRefusals).toBe(refusals.length);
+    expect(h.endpoint!.peak).toBe(CAP);
+  });
+
+  it('ends a step still refused at its deadline as HostTimeout naming the limit; the host serves the next step', async () => {
+    await fill();
+    const refusals: TunnelRefusal[] = [];
+    const resolver = h.resolverWith({ idleTimeoutMs: 0, stepTimeoutMs: 3_000, tunnelBackoff: { baseMs: 20, maxMs: 200 }, onTunnelRefused: (r) => refusals.push(r) });
+    const ws = h.workspace('ws-cap-deadline');
+    const error = await failure(new HostSteps(resolver(ws)).list());
+    expect(error.code).toBe('HostTimeout');
+    expect(error.retryable).toBe(true);
+    // The step's deadline timer or the adapter's own wait, whichever notices first, says it.
+    expect(error.message).toMatch(/could not connect .*within the step's .*: EIC endpoint eice-0123456789abcdef0 refused the tunnel \d+ times in \d+ ms at its limit of 20 concurrent connections/);
+    expect(error.hint).toMatch(/at most 20 tunnels at once .*not adjustable/);
+    expect(refusals.length).toBeGreaterThan(0);
+    await releaseAll();
+    expect((await new HostSteps(resolver(ws)).list()).plugins).toEqual([]);
+  });
+
+  it('a 403 (bad signature) fails at once, even with the endpoint full: no wait, no retry', async () => {
+    await fill();
+    const endpoint = h.endpoint!;
+    const refusals: TunnelRefusal[] = [];
+    const rejectedBefore = endpoint.rejected;
+    const atCapBefore = endpoint.refusedAtCap;
+    const resolver = h.resolverWith({
+      idleTimeoutMs: 0,
+      onTunnelRefused: (r) => refusals.push(r),
+      endpoint: { ...h.hostOptions.endpoint!, credentials: { ...TEST_CREDENTIALS, secretAccessKey: 'not-the-secret' } },
+    });
+    const error = await failure(new HostSteps(resolver(h.workspace('ws-bad-sig'))).list());
+    expect(error.code).toBe('HostUnreachable');
+    expect(error).not.toBeInstanceOf(EicEndpointAtCapacity);
+    expect(error.message).toMatch(/HTTP 403/);
+    expect(error.hint).toMatch(/OpenTunnel/);
+    // One request, refused for its signature: the endpoint's cap was not what answered.
+    expect(endpoint.rejected - rejectedBefore).toBe(1);
+    expect(endpoint.refusedAtCap).toBe(atCapBefore);
+    expect(refusals).toEqual([]);
+    await releaseAll();
   });
 });
 

@@ -5,6 +5,16 @@
  * client sent, the session token required and signed: test/servers/sigv4.ts), `X-Amz-Expires` ≤ 60, a fresh `X-Amz-Date`, `remotePort=22` and an allowed
  * `privateIpAddress`, and answers 403 otherwise. An accepted tunnel pipes binary frames to and
  * from a TCP connection to the test sshd, for at most `maxTunnelDuration` seconds.
+ *
+ * Like the real endpoint it carries at most `maxConnections` tunnels at once (AWS: "Each EC2
+ * Instance Connect Endpoint can support up to 20 concurrent connections", EC2 User Guide,
+ * connect-using-eice.html, Limitations; not adjustable). A signed, allowed request past the cap is
+ * refused on the upgrade: HTTP 429 with the JSON body shape the endpoint uses for every refused
+ * upgrade, `{"ErrorCode": …, "Message": …}` (what the AWS CLI prints for one, e.g.
+ * `{"ErrorCode":"InvalidParameter","Message":"The specified RemotePort is not valid…"}` in
+ * aidansteele/rdsconn#5). AWS does not document the status the cap itself answers with; 429 is
+ * the HTTP status for a request refused for load, and the adapter also treats any refusal whose
+ * body names the connection limit as one (eic-tunnel.ts, `isCapacityRefusal`).
  */
 import { createServer, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
@@ -23,6 +33,8 @@ export interface EicEndpointOptions {
   allowedIps?: string[];
   /** When set, the only accepted instanceConnectEndpointId. */
   endpointId?: string;
+  /** Concurrent tunnels the endpoint carries (default 20, AWS's fixed quota). */
+  maxConnections?: number;
 }
 
 export interface EicEndpointHandle {
@@ -30,8 +42,15 @@ export interface EicEndpointHandle {
   url: string;
   /** Tunnels opened (signature and conditions accepted). */
   readonly tunnels: number;
-  /** Requests refused (403/400). */
+  /** Requests refused for their signature or conditions (403). */
   readonly rejected: number;
+  /** Signed, allowed requests refused because `maxConnections` tunnels were open (429). */
+  readonly refusedAtCap: number;
+  /** Tunnels open right now. */
+  readonly open: number;
+  /** The most tunnels that were open at once. */
+  readonly peak: number;
+  readonly maxConnections: number;
   /** Why the last request was refused. */
   readonly lastRejection: string | undefined;
   /** Drops every open tunnel (the endpoint going away mid-transfer). */
@@ -40,11 +59,17 @@ export interface EicEndpointHandle {
 }
 
 const MAX_EXPIRES = 60;
+export const EIC_ENDPOINT_MAX_CONNECTIONS = 20;
 
 export async function startEicEndpoint(options: EicEndpointOptions): Promise<EicEndpointHandle> {
   const allowed = new Set(options.allowedIps ?? ['127.0.0.1']);
   let tunnels = 0;
   let rejected = 0;
+  let refusedAtCap = 0;
+  let peak = 0;
+  const maxConnections = options.maxConnections ?? EIC_ENDPOINT_MAX_CONNECTIONS;
+  /** Tunnels counted against the cap: from the accepted upgrade until both sides are closed. */
+  let carried = 0;
   let lastRejection: string | undefined;
   const open = new Set<{ ws: WebSocket; tcp: Socket; timer?: NodeJS.Timeout }>();
   const sockets = new Set<Socket>();
@@ -93,6 +118,25 @@ export async function startEicEndpoint(options: EicEndpointOptions): Promise<Eic
           socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
           return;
         }
+        // Checked and taken in one synchronous step, so concurrent upgrades never overshoot it.
+        if (carried >= maxConnections) {
+          refusedAtCap++;
+          const body = JSON.stringify({
+            ErrorCode: 'ThrottlingException',
+            Message: `The EC2 Instance Connect Endpoint has reached its maximum of ${maxConnections} concurrent connections. Try again later.`,
+          });
+          socket.end(`HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+          return;
+        }
+        carried++;
+        peak = Math.max(peak, carried);
+        let counted = true;
+        const uncount = (): void => {
+          if (counted) carried--;
+          counted = false;
+        };
+        // A client that went away before the upgrade completed frees its slot too.
+        socket.once('close', uncount);
         wss.handleUpgrade(req, socket, head, (ws) => {
           tunnels++;
           const tcp = connect({ host: '127.0.0.1', port: options.sshPort });
@@ -145,6 +189,16 @@ export async function startEicEndpoint(options: EicEndpointOptions): Promise<Eic
     get lastRejection() {
       return lastRejection;
     },
+    get refusedAtCap() {
+      return refusedAtCap;
+    },
+    get open() {
+      return carried;
+    },
+    get peak() {
+      return peak;
+    },
+    maxConnections,
     dropAll,
     async stop() {
       dropAll();

@@ -27,6 +27,10 @@ export interface EicHarnessOptions {
   keyTtlSeconds?: number;
   /** Extra adapter options for `resolver` (timeouts, idle time…). */
   host?: Partial<EicHostOptions>;
+  /** Instances the EIC API knows (all served by the one sshd; default 1): `instanceIds`. */
+  instances?: number;
+  /** The endpoint stand-in's concurrent-tunnel cap (default 20, as AWS). */
+  maxConnections?: number;
 }
 
 export interface EicHarness {
@@ -36,6 +40,8 @@ export interface EicHarness {
   /** An `eic` workspace on the harness's instance (`privateIp` 127.0.0.1). */
   workspace(id: string, runtime?: Runtime, instanceId?: string): WorkspaceRecord;
   instanceId: string;
+  /** Every instance id the EIC API knows, `instanceId` first. */
+  instanceIds: string[];
   /** The `rootPrefix`: plugins land under `<hostRoot>/configs/plugins/<name>`. */
   hostRoot: string;
   counters: { readonly pushes: number; readonly tunnels: number; readonly handshakes: number };
@@ -60,12 +66,13 @@ export async function startEicHarness(options: EicHarnessOptions = {}): Promise<
   try {
     const sshd = await startSshd();
     stops.push(() => sshd.stop());
-    const instanceId = `i-${randomBytes(8).toString('hex').slice(0, 17)}`;
-    const eicApi = await startEicApi({ keyStoreDir: sshd.keyStoreDir, instances: [instanceId], keyTtlSeconds: options.keyTtlSeconds });
+    const instanceIds = Array.from({ length: Math.max(1, options.instances ?? 1) }, () => `i-${randomBytes(8).toString('hex').slice(0, 17)}`);
+    const instanceId = instanceIds[0]!;
+    const eicApi = await startEicApi({ keyStoreDir: sshd.keyStoreDir, instances: instanceIds, keyTtlSeconds: options.keyTtlSeconds });
     stops.push(() => eicApi.stop());
     let endpoint: EicEndpointHandle | undefined;
     if (options.viaEndpoint) {
-      endpoint = await startEicEndpoint({ sshPort: sshd.port, credentials: TEST_CREDENTIALS, region: TEST_REGION, endpointId: TEST_ENDPOINT_ID });
+      endpoint = await startEicEndpoint({ sshPort: sshd.port, credentials: TEST_CREDENTIALS, region: TEST_REGION, endpointId: TEST_ENDPOINT_ID, maxConnections: options.maxConnections });
       stops.push(() => endpoint!.stop());
     }
     const client = new EC2InstanceConnectClient({ endpoint: eicApi.endpoint, region: TEST_REGION, credentials: { ...TEST_CREDENTIALS } });
@@ -106,6 +113,7 @@ export async function startEicHarness(options: EicHarnessOptions = {}): Promise<
       resolverWith,
       workspace: (id, runtime = 'claude-code', instance = instanceId) => ({ id, runtime, transport: 'eic', instanceId: instance, privateIp: '127.0.0.1' }),
       instanceId,
+      instanceIds,
       hostRoot,
       counters: {
         get pushes() {

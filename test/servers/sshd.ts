@@ -124,13 +124,17 @@ case $user in '' | *[!a-z0-9_-]*) exit 0 ;; esac
 dir='${keyStoreDir}'/$user
 [ -d "$dir" ] || exit 0
 now=$(date +%s%3N)
+# Builtins only in the loop, then one cat: many instances share this store in the concurrency
+# tests (hundreds of live keys), and a fork per key made every login slow under load.
+set --
 for f in "$dir"/*.pub; do
   [ -f "$f" ] || continue
   base=\${f##*/}
   expires=\${base%%-*}
   case $expires in '' | *[!0-9]*) continue ;; esac
-  if [ "$expires" -gt "$now" ]; then cat "$f"; fi
+  if [ "$expires" -gt "$now" ]; then set -- "$@" "$f"; fi
 done
+[ $# -eq 0 ] || cat -- "$@"
 exit 0
 `;
 }

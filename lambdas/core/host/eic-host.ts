@@ -12,6 +12,13 @@
  * status once the channel closes. A connection is reused by later run()s on the same host while
  * it is busy or idle for less than `idleTimeoutMs`; `close()` ends every connection.
  *
+ * An EIC Endpoint carries at most 20 tunnels at once (an AWS limit, not adjustable) and refuses
+ * more. Such a refusal is a wait, not a failure: the tunnel is tried again after a full-jitter
+ * exponential backoff (so refused callers do not come back in step) until the step's deadline,
+ * and only then does the step end, HostTimeout with a hint naming the limit. Each refusal is
+ * reported to `onTunnelRefused` (the Lambdas count it as the `TunnelRefused` metric). A 403 (bad
+ * signature, no OpenTunnel grant) is not a refusal for load and still fails at once.
+ *
  * Every failure of the transport is a typed PluginError: HostUnreachable (cannot connect, auth,
  * throttled API), HostTimeout (step timeout), HostStepInterrupted (connection lost during a
  * step), HostStepFailed (the API refused the request: unknown instance, bad arguments, access
@@ -19,6 +26,7 @@
  */
 import { connect as tcpConnect, isIP } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EC2InstanceConnectClient, SendSSHPublicKeyCommand } from '@aws-sdk/client-ec2-instance-connect';
 // ssh2 is CommonJS: Node's ESM loader only exposes its default export.
 import ssh2, { type Client, type ClientChannel } from 'ssh2';
@@ -28,7 +36,7 @@ import { PluginError } from '../errors.ts';
 import { pluginsRoot } from '../runtimes.ts';
 import { hostCommandLine } from './host-command.ts';
 import { AGENT_OWNER, type HostResolver } from './host-resolver.ts';
-import { openEicTunnel, type EicCredentialSource, type EicRegionSource } from './eic-tunnel.ts';
+import { EicEndpointAtCapacity, EIC_ENDPOINT_MAX_CONNECTIONS, openEicTunnel, type EicCredentialSource, type EicRegionSource } from './eic-tunnel.ts';
 import type { HostInvocation, HostRawResult, RemoteHost } from './remote-host.ts';
 
 export interface EicEndpointOptions {
@@ -64,6 +72,27 @@ export interface EicHostOptions {
   privilege?: string;
   /** How long an idle connection is kept for the next run() (default 2 s; 0 closes at once). */
   idleTimeoutMs?: number;
+  /**
+   * Waits between tunnels refused because the endpoint is at its connection limit: a random
+   * time in [0, min(maxMs, baseMs · 2^n)) before try n + 1 (default 200 ms, 2 s). A short
+   * ceiling: a host step frees its tunnel within seconds, and a long one would let newcomers
+   * (short waits) keep overtaking a caller that has waited longest.
+   */
+  tunnelBackoff?: { baseMs?: number; maxMs?: number };
+  /** Called for each tunnel the endpoint refused at its connection limit (metrics, logs). */
+  onTunnelRefused?: (refusal: TunnelRefusal) => void;
+}
+
+export interface TunnelRefusal {
+  instanceId: string;
+  endpointId: string;
+  /** The HTTP status of the refused upgrade. */
+  status: number;
+  /** 1 for the first refusal of this connection attempt. */
+  attempt: number;
+  /** How long the adapter waits before trying again (never past the step's deadline). */
+  delayMs: number;
+  message: string;
 }
 
 export interface EicInstance {
@@ -72,6 +101,11 @@ export interface EicInstance {
 }
 
 const MAX_CAPTURE = 1024 * 1024;
+/**
+ * A pushed key is served for 60 s: a connection that waited longer than this for the endpoint
+ * to take its tunnel pushes the key again before logging in, instead of failing auth first.
+ */
+const KEY_FRESH_MS = 40_000;
 const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
 const OS_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 
@@ -133,9 +167,16 @@ export class EicHost implements RemoteHost {
   readonly #endpoint?: EicEndpointOptions;
   readonly #privilege: string;
   readonly #idleTimeoutMs: number;
+  readonly #backoff: { baseMs: number; maxMs: number };
+  readonly #onTunnelRefused?: (refusal: TunnelRefusal) => void;
   readonly #connections = new Set<Connection>();
+  /** Ends a wait for endpoint capacity (and a tunnel being opened) when the host is closed. */
+  readonly #closing = new AbortController();
   #current?: Promise<Connection>;
   #closed = false;
+  #tunnelRefusals = 0;
+  /** From the endpoint's first refusal until connecting is over (so a step timeout can name it). */
+  #capacityWait?: { refusals: number; since: number };
 
   constructor(instance: EicInstance, options: EicHostOptions) {
     if (!INSTANCE_ID.test(instance.instanceId)) {
@@ -156,10 +197,17 @@ export class EicHost implements RemoteHost {
     this.#endpoint = options.endpoint;
     this.#privilege = options.privilege ?? (this.#osUser === 'root' ? '' : 'sudo -n');
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 2_000;
+    this.#backoff = { baseMs: options.tunnelBackoff?.baseMs ?? 200, maxMs: options.tunnelBackoff?.maxMs ?? 2_000 };
+    this.#onTunnelRefused = options.onTunnelRefused;
   }
 
   get instance(): EicInstance {
     return { ...this.#instance };
+  }
+
+  /** Tunnels the endpoint refused at its connection limit, over this host's life. */
+  get tunnelRefusals(): number {
+    return this.#tunnelRefusals;
   }
 
   async run(invocation: HostInvocation): Promise<HostRawResult> {
@@ -213,6 +261,7 @@ export class EicHost implements RemoteHost {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#closing.abort();
     const pending = this.#current;
     this.#current = undefined;
     if (pending) await pending.catch(() => undefined);
@@ -234,17 +283,21 @@ export class EicHost implements RemoteHost {
    * fails, forgotten, as for any other run.
    */
   async #acquireBefore(fresh: boolean, deadline: number, op: string, budgetMs: number): Promise<{ conn: Connection; reused: boolean }> {
-    const acquiring = this.#acquire(fresh);
+    const acquiring = this.#acquire(fresh, deadline);
     let timer: NodeJS.Timeout | undefined;
     let late = false;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         late = true;
-        reject(new PluginError(
-          'HostTimeout',
-          `host step ${op} on ${this.#instance.instanceId} could not connect within the step's ${budgetMs} ms (key push, ${this.#endpoint ? 'tunnel, ' : ''}SSH handshake)`,
-          'the step is idempotent and will be retried',
-        ));
+        reject(
+          this.#capacityWait
+            ? this.#atCapacityTimeout(`host step ${op} on ${this.#instance.instanceId} could not connect within the step's ${budgetMs} ms`)
+            : new PluginError(
+              'HostTimeout',
+              `host step ${op} on ${this.#instance.instanceId} could not connect within the step's ${budgetMs} ms (key push, ${this.#endpoint ? 'tunnel, ' : ''}SSH handshake)`,
+              'the step is idempotent and will be retried',
+            ),
+        );
       }, Math.max(1, deadline - Date.now()));
     });
     acquiring.then((got) => {
@@ -257,13 +310,29 @@ export class EicHost implements RemoteHost {
     }
   }
 
-  async #acquire(fresh: boolean): Promise<{ conn: Connection; reused: boolean }> {
+  /** The step's time ran out while the endpoint kept refusing the tunnel at its connection limit. */
+  #atCapacityTimeout(what: string): PluginError {
+    const wait = this.#capacityWait;
+    const endpoint = this.#endpoint?.id ?? 'endpoint';
+    return new PluginError(
+      'HostTimeout',
+      `${what}: EIC endpoint ${endpoint} refused the tunnel ${wait?.refusals ?? 0} times in ${Date.now() - (wait?.since ?? Date.now())} ms at its limit of ${EIC_ENDPOINT_MAX_CONNECTIONS} concurrent connections`,
+      `the endpoint carries at most ${EIC_ENDPOINT_MAX_CONNECTIONS} tunnels at once (an AWS limit, not adjustable): keep concurrent EIC operations per endpoint below it (docs/deploy.md, "Quotas that bound the system"); the step is idempotent and will be retried`,
+    );
+  }
+
+  /**
+   * The connection for a run: the current one if usable, else a new one. A connection being made
+   * is shared by every run that asks meanwhile; `deadline` (the asking step's) bounds how long
+   * making it waits for endpoint capacity.
+   */
+  async #acquire(fresh: boolean, deadline: number): Promise<{ conn: Connection; reused: boolean }> {
     for (;;) {
       if (this.#closed) throw new PluginError('HostUnreachable', `EIC host ${this.#instance.instanceId} is closed`, 'create a new host');
       let pending = this.#current;
       if (!pending || fresh) {
         fresh = false;
-        const created = this.#open();
+        const created = this.#open(deadline);
         this.#current = pending = created;
         created.catch(() => {
           if (this.#current === created) this.#current = undefined;
@@ -313,19 +382,35 @@ export class EicHost implements RemoteHost {
     setImmediate(() => conn.sock.destroy());
   }
 
-  async #open(): Promise<Connection> {
+  async #open(deadline: number): Promise<Connection> {
+    try {
+      return await this.#connect(deadline);
+    } finally {
+      this.#capacityWait = undefined;
+    }
+  }
+
+  async #connect(deadline: number): Promise<Connection> {
     const { publicKey, privateKey } = ephemeralKey();
     await this.#pushKey(publicKey);
+    let pushedAt = Date.now();
+    // Once the tunnel is open: a key pushed before a long wait for endpoint capacity is pushed again.
+    const freshKey = async (): Promise<void> => {
+      if (Date.now() - pushedAt < KEY_FRESH_MS) return;
+      await this.#pushKey(publicKey);
+      pushedAt = Date.now();
+    };
     let conn: Connection;
     try {
-      conn = await this.#handshake(privateKey);
+      conn = await this.#handshake(privateKey, deadline, freshKey);
     } catch (error) {
       if (levelOf(error) !== 'client-authentication') throw this.#connectError(error);
       // The pushed key is served for 60 s, and may reach the instance a moment after the API
       // answers: push it again, once.
       await this.#pushKey(publicKey);
+      pushedAt = Date.now();
       try {
-        conn = await this.#handshake(privateKey);
+        conn = await this.#handshake(privateKey, deadline, freshKey);
       } catch (retryError) {
         throw this.#connectError(retryError);
       }
@@ -352,22 +437,63 @@ export class EicHost implements RemoteHost {
     }
   }
 
-  async #handshake(privateKey: string): Promise<Connection> {
+  /**
+   * A tunnel through the endpoint. Refused at the endpoint's connection limit, it is tried again
+   * after a full-jitter exponential backoff until `deadline`; past it the step ends HostTimeout.
+   */
+  async #tunnel(endpoint: EicEndpointOptions, deadline: number): Promise<Duplex> {
+    const { instanceId, privateIp } = this.#instance;
+    const closed = (): PluginError => new PluginError('HostUnreachable', `EIC host ${instanceId} was closed while connecting`, 'create a new host');
+    for (let attempt = 1; ; attempt++) {
+      if (this.#closed) throw closed();
+      if (this.#capacityWait && Date.now() >= deadline) throw this.#atCapacityTimeout(`could not connect to ${instanceId} within the step's time`);
+      try {
+        return await openEicTunnel({
+          dnsName: endpoint.dnsName,
+          url: endpoint.url,
+          endpointId: endpoint.id,
+          privateIp,
+          remotePort: this.#port,
+          maxTunnelDurationSeconds: endpoint.maxTunnelDurationSeconds,
+          credentials: endpoint.credentials ?? (() => this.#client.config.credentials()),
+          region: endpoint.region ?? (() => this.#client.config.region()),
+          timeoutMs: this.#connectTimeoutMs,
+          signal: this.#closing.signal,
+        });
+      } catch (error) {
+        if (!(error instanceof EicEndpointAtCapacity) || this.#closed) throw error;
+        this.#tunnelRefusals++;
+        // Kept until connecting is over (#open), so a deadline that passes meanwhile names the wait.
+        const wait = (this.#capacityWait ??= { refusals: 0, since: Date.now() });
+        wait.refusals++;
+        // Full jitter: refused callers spread over the whole window instead of retrying together.
+        const ceiling = Math.min(this.#backoff.maxMs, this.#backoff.baseMs * 2 ** Math.min(attempt - 1, 30));
+        const delayMs = Math.min(Math.floor(Math.random() * ceiling), Math.max(0, deadline - Date.now()));
+        try {
+          this.#onTunnelRefused?.({ instanceId, endpointId: endpoint.id, status: error.status, attempt, delayMs, message: error.message });
+        } catch {
+          // Counting a refusal must never fail the step.
+        }
+        try {
+          await sleep(delayMs, undefined, { signal: this.#closing.signal });
+        } catch {
+          throw closed();
+        }
+      }
+    }
+  }
+
+  async #handshake(privateKey: string, deadline: number, beforeLogin: () => Promise<void>): Promise<Connection> {
     const { instanceId, privateIp } = this.#instance;
     let sock: Duplex | undefined;
     if (this.#endpoint) {
-      const endpoint = this.#endpoint;
-      sock = await openEicTunnel({
-        dnsName: endpoint.dnsName,
-        url: endpoint.url,
-        endpointId: endpoint.id,
-        privateIp,
-        remotePort: this.#port,
-        maxTunnelDurationSeconds: endpoint.maxTunnelDurationSeconds,
-        credentials: endpoint.credentials ?? (() => this.#client.config.credentials()),
-        region: endpoint.region ?? (() => this.#client.config.region()),
-        timeoutMs: this.#connectTimeoutMs,
-      });
+      sock = await this.#tunnel(this.#endpoint, deadline);
+      try {
+        await beforeLogin();
+      } catch (error) {
+        sock.destroy();
+        throw error;
+      }
     } else {
       // Our own socket (ssh2 waits for its 'connect'), so close() can always destroy it.
       sock = tcpConnect({ host: privateIp, port: this.#port, noDelay: true });

@@ -111,6 +111,44 @@ export async function presignOpenTunnelUrl(request: OpenTunnelRequest): Promise<
   return `wss://${request.dnsName}${await presignOpenTunnelPath(request)}`;
 }
 
+/**
+ * Tunnels one endpoint carries at once: "Each EC2 Instance Connect Endpoint can support up to 20
+ * concurrent connections" (EC2 User Guide, connect-using-eice.html, Limitations); not adjustable.
+ */
+export const EIC_ENDPOINT_MAX_CONNECTIONS = 20;
+
+/**
+ * The endpoint refused the tunnel because it already carries its maximum of concurrent
+ * connections. Not a failure of this request: the adapter waits and tries again (eic-host.ts).
+ * A HostUnreachable like any refused tunnel, so a caller that does not know it still retries.
+ */
+export class EicEndpointAtCapacity extends PluginError {
+  readonly status: number;
+
+  constructor(message: string, status: number) {
+    super(
+      'HostUnreachable',
+      message,
+      `the EIC endpoint carries at most ${EIC_ENDPOINT_MAX_CONNECTIONS} concurrent connections (an AWS limit, not adjustable); the step will be retried`,
+    );
+    this.status = status;
+  }
+}
+
+/** What the endpoint may say when it is at its connection limit (docs do not fix one answer). */
+const CAPACITY_BODY = /ThrottlingException|TooManyRequests|LimitExceeded|ServiceQuotaExceeded|too many (concurrent )?connections|maximum (number )?of \d* ?concurrent connections|connection limit/i;
+
+/**
+ * Whether a refused upgrade means "at capacity, try again later" rather than "not allowed".
+ * AWS documents the limit (20) but not the status the endpoint answers with past it: 429 and 503
+ * are the HTTP answers for a request refused for load, and any refusal whose body names the limit
+ * counts too. A 403 for a bad signature or a missing OpenTunnel grant never names it, so it stays
+ * an immediate failure.
+ */
+export function isCapacityRefusal(status: number | undefined, body: string): boolean {
+  return status === 429 || status === 503 || CAPACITY_BODY.test(body);
+}
+
 function unreachable(message: string, cause?: unknown): PluginError {
   return new PluginError(
     'HostUnreachable',
@@ -162,9 +200,13 @@ export async function openEicTunnel(options: EicTunnelOptions): Promise<Duplex> 
         if (body.length < 2000) body += chunk;
       });
       res.on('error', () => undefined);
-      res.on('end', () => fail(unreachable(`${where} refused the tunnel: HTTP ${res.statusCode}${body ? ` ${body.trim().slice(0, 300)}` : ''}`)));
+      const refused = (): PluginError => {
+        const message = `${where} refused the tunnel: HTTP ${res.statusCode}${body ? ` ${body.trim().slice(0, 300)}` : ''}`;
+        return isCapacityRefusal(res.statusCode, body) ? new EicEndpointAtCapacity(message, res.statusCode ?? 0) : unreachable(message);
+      };
+      res.on('end', () => fail(refused()));
       // A server that never ends the body: the handshake timeout is not running any more.
-      setTimeout(() => fail(unreachable(`${where} refused the tunnel: HTTP ${res.statusCode}`)), 2_000).unref();
+      setTimeout(() => fail(refused()), 2_000).unref();
     });
     // Errors after the open are surfaced by the stream (and so by ssh2), not here.
     ws.on('error', (err) => fail(unreachable(`cannot open tunnel via ${where}: ${err.message}`, err)));
