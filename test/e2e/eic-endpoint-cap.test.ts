@@ -83,7 +83,10 @@ describe.skipIf(!sshdAvailable)('EIC Endpoint connection limit under concurrent 
         input: { workspace: id, source: 'local://hello-skills@1.0.0', sha256: null, runtime: null, stamp },
         executionName: executionName(id, 'hello-skills', stamp),
         deps: world.deps,
-        retryDelayMs: 10,
+        // The ASL's own retry intervals (1 s, then backoff), as deployed: with 10 ms between
+        // attempts, a step caught in a burst of 50 connections at once (on a loaded machine
+        // sshd drops some sessions mid-step: HostStepInterrupted) used all its attempts within
+        // the same burst.
       });
     };
     try {
