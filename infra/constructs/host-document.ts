@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { Stack } from 'aws-cdk-lib';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
-import { ssmCommandDocument, type SsmCommandDocument } from '../../lambdas/core/host/ssm-document.ts';
+import { RESERVED_DOCUMENT_PREFIX, ssmCommandDocument, type SsmCommandDocument } from '../../lambdas/core/host/ssm-document.ts';
 import { stackScopedName } from './physical-names.ts';
 
 /** SSM document names: 3–128 characters; AWS reserves the prefixes aws, amazon and amzn. */
@@ -29,7 +29,7 @@ export class HostDocument extends Construct {
     const stack = Stack.of(this);
     this.content = ssmCommandDocument();
     let name = stackScopedName(this, 'plugin-host', MAX_DOCUMENT_NAME);
-    if (/^(aws|amazon|amzn)/i.test(name)) name = `pi-${name}`.slice(0, MAX_DOCUMENT_NAME);
+    if (RESERVED_DOCUMENT_PREFIX.test(name)) name = `pi-${name}`.slice(0, MAX_DOCUMENT_NAME);
     this.documentName = name;
     const digest = createHash('sha256').update(JSON.stringify(this.content)).digest('hex').slice(0, 16);
     this.document = new ssm.CfnDocument(this, 'Document', {

@@ -227,14 +227,7 @@ export class SnapshotSweeper extends Construct {
     });
     this.sweepFailedAlarm.addAlarmAction(action);
 
-    this.hostsFailedMetric = new cloudwatch.Metric({
-      namespace: METRICS_NAMESPACE,
-      metricName: SWEEP_HOSTS_FAILED,
-      // Powertools adds the service as the one dimension.
-      dimensionsMap: { service: SERVICE_NAME },
-      period: SWEEP_ALARM_PERIOD,
-      statistic: cloudwatch.Stats.SUM,
-    });
+    this.hostsFailedMetric = sweepHostsMetric(SWEEP_HOSTS_FAILED);
     this.hostsFailedAlarm = new cloudwatch.Alarm(this, 'HostsFailedAlarm', {
       alarmDescription: 'The snapshot sweep failed or did not run on at least one workspace host (SweepHostsFailed); the sweeper\'s log names each host and its error.',
       metric: this.hostsFailedMetric,
@@ -245,12 +238,18 @@ export class SnapshotSweeper extends Construct {
     });
     this.hostsFailedAlarm.addAlarmAction(action);
 
-    this.hostsUnfinishedMetric = new cloudwatch.Metric({
-      namespace: METRICS_NAMESPACE,
-      metricName: SWEEP_HOSTS_UNFINISHED,
-      dimensionsMap: { service: SERVICE_NAME },
-      period: SWEEP_ALARM_PERIOD,
-      statistic: cloudwatch.Stats.SUM,
-    });
+    this.hostsUnfinishedMetric = sweepHostsMetric(SWEEP_HOSTS_UNFINISHED);
   }
+}
+
+/** A per-host sweep metric, summed over the alarm period. */
+function sweepHostsMetric(metricName: string): cloudwatch.Metric {
+  return new cloudwatch.Metric({
+    namespace: METRICS_NAMESPACE,
+    metricName,
+    // Powertools adds the service as the one dimension.
+    dimensionsMap: { service: SERVICE_NAME },
+    period: SWEEP_ALARM_PERIOD,
+    statistic: cloudwatch.Stats.SUM,
+  });
 }

@@ -39,6 +39,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import * as z from '../core/zod.ts';
 import { logger, metrics } from '../commons/logger.ts';
 import { PluginError } from '../core/errors.ts';
+import { isDocumentName } from '../core/host/ssm-document.ts';
 import {
   addToTotals,
   checkFleetSweep,
@@ -86,7 +87,7 @@ export function sweeperSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Sw
   const targetTag = env.SWEEP_TARGET_TAG || 'WorkspaceId';
   if (!TAG_KEY.test(targetTag)) throw new PluginError('InvalidInput', `SWEEP_TARGET_TAG=${JSON.stringify(targetTag)} is not a valid tag key`, 'a tag key of up to 128 characters: letters, digits, spaces and _ . : / = + - @');
   const documentName = env.SSM_DOCUMENT_NAME ?? '';
-  if (!/^[A-Za-z0-9_.-]{3,128}$/.test(documentName)) throw new PluginError('InvalidInput', `SSM_DOCUMENT_NAME=${JSON.stringify(env.SSM_DOCUMENT_NAME ?? '')} is not a document name`, "deploy with infra/: it creates the plugin-host document and sets SSM_DOCUMENT_NAME to its name");
+  if (!isDocumentName(documentName)) throw new PluginError('InvalidInput', `SSM_DOCUMENT_NAME=${JSON.stringify(env.SSM_DOCUMENT_NAME ?? '')} is not a document name`, "deploy with infra/: it creates the plugin-host document and sets SSM_DOCUMENT_NAME to its name");
   const dry = (env.SWEEP_DRY_RUN ?? '').toLowerCase();
   if (!['', 'true', 'false', '1', '0'].includes(dry)) throw new PluginError('InvalidInput', `SWEEP_DRY_RUN=${JSON.stringify(env.SWEEP_DRY_RUN)} is not true or false`, 'set SWEEP_DRY_RUN to true or false');
   const maxConcurrency = env.SWEEP_MAX_CONCURRENCY || DEFAULT_SWEEP_MAX_CONCURRENCY;

@@ -30,6 +30,14 @@ export const SSM_DOCUMENT_LIMIT_BYTES = 64 * 1024;
 /** The step name, which GetCommandInvocation calls the plugin name. */
 export const DOCUMENT_STEP = 'pluginHost';
 
+/** AWS reserves these prefixes of document names. */
+export const RESERVED_DOCUMENT_PREFIX = /^(aws|amazon|amzn)/i;
+
+/** An SSM document name we may create or send: 3–128 of [A-Za-z0-9_.-], no reserved prefix. */
+export function isDocumentName(name: string): boolean {
+  return /^[A-Za-z0-9_.-]{3,128}$/.test(name) && !RESERVED_DOCUMENT_PREFIX.test(name);
+}
+
 /** Every plugins root a runtime uses: the only roots the document lets a step name. */
 export const DOCUMENT_ROOTS: readonly string[] = [...new Set(RUNTIMES.filter((r) => r !== 'external').map((r) => pluginsRoot(r)))];
 

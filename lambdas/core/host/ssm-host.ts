@@ -27,7 +27,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { PluginError } from '../errors.ts';
 import { pluginsRoot } from '../runtimes.ts';
-import { documentParameters } from './ssm-document.ts';
+import { documentParameters, isDocumentName } from './ssm-document.ts';
 import { AGENT_OWNER, type HostResolver } from './host-resolver.ts';
 import type { HostInvocation, HostRawResult, RemoteHost } from './remote-host.ts';
 
@@ -56,8 +56,6 @@ export interface SsmHostOptions {
 export const SSM_STDOUT_LIMIT = 24_000;
 /** Marks a result line the document's script compressed (see ssm-document.sh). */
 export const GZ64_PREFIX = 'PLUGINHOST-GZ64:';
-/** SSM document names: 3-128 of [A-Za-z0-9_.-], not starting with aws/amazon (reserved). */
-const DOCUMENT_NAME = /^(?!(aws|amazon))[A-Za-z0-9_.-]{3,128}$/i;
 
 /** Turns the wrapper's stdout back into the script's result line (decoding a compressed one). */
 export function decodeSsmStdout(stdout: string): string {
@@ -134,7 +132,7 @@ export class SsmHost implements RemoteHost {
     if (!INSTANCE_ID.test(instanceId)) {
       throw new PluginError('InvalidInput', `invalid SSM instance id ${JSON.stringify(instanceId)}`, 'managed nodes look like i-0123456789abcdef0 or mi-0123456789abcdef0');
     }
-    if (!DOCUMENT_NAME.test(options.documentName)) {
+    if (!isDocumentName(options.documentName)) {
       throw new PluginError('InvalidInput', `invalid SSM document name ${JSON.stringify(options.documentName)}`, "set SSM_DOCUMENT_NAME to the stack's plugin-host document (the stack output HostDocumentName)");
     }
     this.#client = options.client;
