@@ -18,6 +18,8 @@ import { EC2InstanceConnectClient } from '@aws-sdk/client-ec2-instance-connect';
 import { pack } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+// @ts-expect-error ssh2 ships no types for its protocol layer; the test holds the loop right after an exec request.
+import Protocol from 'ssh2/lib/protocol/Protocol.js';
 import { PluginError } from '../../lambdas/core/errors.ts';
 import { executionName } from '../../lambdas/core/execution-name.ts';
 import { EicHost, eicHostResolver, type TunnelRefusal } from '../../lambdas/core/host/eic-host.ts';
@@ -691,6 +693,37 @@ describe.skipIf(!sshdAvailable)('EIC host failures', () => {
     expect(['HostStepInterrupted', 'HostUnreachable']).toContain(error.code);
     expect((await steps.stage(plugin, sha256(buf), 0, { stream: Readable.from([buf]) })).result).toBe('staged');
     expect(await steps.unlock(plugin)).toBe('released');
+  });
+
+  it('keeps the exit status when the whole reply (channel open, output, exit status, close) arrives in one read', async () => {
+    // A busy event loop (a loaded machine, a Lambda sharing its CPU) reads sshd's whole answer
+    // at once: ssh2 then emits the channel's 'exit' in the same parse as the exec callback,
+    // before any promise continuation could attach a listener.
+    const steps = new HostSteps(h.resolverWith({ idleTimeoutMs: 30_000 })(h.workspace('ws-one-read')));
+    expect((await steps.list()).plugins).toEqual([]);
+    const handshakes = h.counters.handshakes;
+    // Hold the event loop right after the exec request goes out, while sshd runs the step and
+    // answers: its whole reply then waits in the socket and is parsed in one go.
+    const original = Protocol.prototype.exec;
+    let held = 0;
+    Protocol.prototype.exec = function (this: unknown, ...args: unknown[]) {
+      const sent = original.apply(this, args);
+      held++;
+      const until = Date.now() + 2_000;
+      while (Date.now() < until) {
+        // Busy on purpose: nothing else may run on this event loop now.
+      }
+      return sent;
+    };
+    let listed;
+    try {
+      listed = await steps.list();
+    } finally {
+      Protocol.prototype.exec = original;
+    }
+    expect(held).toBe(1);
+    expect(listed.plugins).toEqual([]);
+    expect(h.counters.handshakes - handshakes).toBe(0);
   });
 
   it('replaces a pooled connection that died while idle, transparently', async () => {

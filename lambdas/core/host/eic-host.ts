@@ -109,6 +109,12 @@ const KEY_FRESH_MS = 40_000;
 const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
 const OS_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 
+/** A session channel whose command started, and its exit status once the host sent it. */
+interface OpenChannel {
+  channel: ClientChannel;
+  exit: { code: number | null; signal: string | null } | undefined;
+}
+
 interface Connection {
   client: Client;
   /** The TCP socket, or the tunnel stream when connected through an endpoint. */
@@ -239,7 +245,7 @@ export class EicHost implements RemoteHost {
     // connecting is, instead of starting its clock only once connected.
     const deadline = Date.now() + timeoutMs;
     let { conn, reused } = await this.#acquireBefore(false, deadline, invocation.op, timeoutMs);
-    let channel: ClientChannel;
+    let channel: OpenChannel;
     try {
       channel = await this.#exec(conn, command, invocation.op, deadline - Date.now());
     } catch (error) {
@@ -594,8 +600,8 @@ export class EicHost implements RemoteHost {
   }
 
   /** Opens the session channel and starts the command; bounded by what is left of the step's time. */
-  #exec(conn: Connection, command: string, op: string, timeoutMs: number): Promise<ClientChannel> {
-    return new Promise<ClientChannel>((resolve, reject) => {
+  #exec(conn: Connection, command: string, op: string, timeoutMs: number): Promise<OpenChannel> {
+    return new Promise<OpenChannel>((resolve, reject) => {
       const failed = (error: unknown): PluginError =>
         new PluginError('HostUnreachable', `cannot start host step ${op} on ${this.#instance.instanceId}: ${messageOf(error)}`, 'the step will be retried', { cause: error });
       if (conn.dead) {
@@ -617,8 +623,19 @@ export class EicHost implements RemoteHost {
           }
           done = true;
           clearTimeout(timer);
-          if (err) reject(failed(err));
-          else resolve(channel);
+          if (err) {
+            reject(failed(err));
+            return;
+          }
+          // Listen for the exit status now, inside ssh2's parse: on a busy event loop sshd's whole
+          // answer (exec accepted, output, exit status, close) arrives in one read and ssh2 emits
+          // 'exit' in the same synchronous parse as this callback, before any promise
+          // continuation (#drive) could listen. Output is buffered by the stream; 'exit' is not.
+          const opened: OpenChannel = { channel, exit: undefined };
+          channel.once('exit', (code: number | null, signal?: string) => {
+            opened.exit = { code: typeof code === 'number' ? code : null, signal: signal ?? null };
+          });
+          resolve(opened);
         });
       } catch (error) {
         done = true;
@@ -628,13 +645,13 @@ export class EicHost implements RemoteHost {
     });
   }
 
-  #drive(conn: Connection, channel: ClientChannel, invocation: HostInvocation, timeoutMs: number): Promise<HostRawResult> {
+  #drive(conn: Connection, opened: OpenChannel, invocation: HostInvocation, timeoutMs: number): Promise<HostRawResult> {
     const { op } = invocation;
+    const { channel } = opened;
     const instanceId = this.#instance.instanceId;
     return new Promise<HostRawResult>((resolve, reject) => {
       let stdout = '';
       let stderr = '';
-      let exit: { code: number | null; signal: string | null } | undefined;
       let settled = false;
       const source: Readable | undefined = invocation.stdin;
 
@@ -677,13 +694,11 @@ export class EicHost implements RemoteHost {
       channel.stderr.on('data', (chunk: string) => {
         if (stderr.length < MAX_CAPTURE) stderr += chunk;
       });
-      channel.on('exit', (code: number | null, signal?: string) => {
-        exit = { code: typeof code === 'number' ? code : null, signal: signal ?? null };
-      });
       // Write-after-close and similar stream errors: the exit status (or its absence) decides.
       channel.on('error', () => undefined);
       channel.stderr.on('error', () => undefined);
       channel.on('close', () => {
+        const { exit } = opened;
         if (!exit && conn.dead) {
           settle(() =>
             reject(
