@@ -17,10 +17,15 @@ import type { InstallPlan } from '../../lambdas/core/steps/step-payloads.ts';
 import { EXIT, statusOfError } from './exit-codes.ts';
 import { pluginNameHint } from '../../lambdas/core/sources/name-hint.ts';
 import { runOperation, type OperationReport } from './run-operation.ts';
+import { parseWorkspaceList, runRollout } from './run-rollout.ts';
+import { checkRolloutRequest, newRolloutId } from '../../lambdas/core/rollout/rollout-request.ts';
+import { DEFAULT_CANARY, DEFAULT_MAX_CONCURRENCY, MAX_CANARY, MAX_CONCURRENCY } from '../../lambdas/core/rollout/rollout-limits.ts';
 
 interface Io {
   out: (text: string) => void;
   err: (text: string) => void;
+  /** False when `out` is not the process's stdout (tests): no terminal progress line then. */
+  tty?: boolean;
 }
 
 function retryDelayFromEnv(): number | undefined {
@@ -81,7 +86,7 @@ function sweepTable(summary: WorkspaceSweepSummary, olderThan: string, keep: num
   return text;
 }
 
-export async function main(argv: string[], io: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) }): Promise<number> {
+export async function main(argv: string[], io: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t), tty: true }): Promise<number> {
   const json = argv.includes('--json');
   let exitCode: number = EXIT.ok;
   const program = new Command('pluginctl')
@@ -157,6 +162,40 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
         exitCode = exit;
       });
   }
+
+  program
+    .command('rollout')
+    .description('install a plugin version on many workspaces: canary first, then at most N at once, halting when failures exceed --max-errors')
+    .argument('<source>', 'plugin directory, .tar.gz file, or local://name[@version]')
+    .option('--workspaces <ids>', 'comma-separated workspace ids')
+    .option('--all', 'every workspace in the workspace directory')
+    .option('--max-concurrency <n>', `installs in flight at once (1-${MAX_CONCURRENCY})`, String(DEFAULT_MAX_CONCURRENCY))
+    .option('--max-errors <n|p%>', 'failures tolerated before the rollout halts: a count or a percentage of the targets', '0')
+    .option('--canary <n>', `how many go first, alone; a failure among them halts the rollout (1-${MAX_CANARY})`, String(DEFAULT_CANARY))
+    .option('--rollback-on-halt', 'when the rollout halts, put the workspaces it upgraded back to what they had')
+    .option('--rollout-id <id>', 'name the rollout (default: generated); the same id again finishes what is left')
+    .option('--json', 'print one JSON object instead of progress lines')
+    .action(async (source: string, opts: { workspaces?: string; all?: boolean; maxConcurrency: string; maxErrors: string; canary: string; rollbackOnHalt?: boolean; rolloutId?: string; json?: boolean }) => {
+      if (Boolean(opts.workspaces) === Boolean(opts.all)) {
+        throw new PluginError('InvalidInput', opts.all ? 'give either --workspaces or --all, not both' : 'name the targets: --workspaces <id,id,…> or --all', 'pluginctl rollout <source> (--workspaces <id,id,…> | --all)');
+      }
+      const int = (text: string, flag: string, max: number) => {
+        if (!/^[0-9]{1,6}$/.test(text) || Number(text) < 1 || Number(text) > max) throw new PluginError('InvalidInput', `invalid ${flag} ${JSON.stringify(text.slice(0, 20))}`, `give ${flag} a whole number from 1 to ${max}`);
+        return Number(text);
+      };
+      const deps = localDepsFromEnv();
+      const request = checkRolloutRequest({
+        rolloutId: opts.rolloutId ?? newRolloutId(deps.clock()),
+        source,
+        sha256: null,
+        targets: opts.all ? { all: true } : { workspaces: parseWorkspaceList(opts.workspaces!).map(assertWorkspaceId) },
+        maxConcurrency: int(opts.maxConcurrency, '--max-concurrency', MAX_CONCURRENCY),
+        maxErrors: opts.maxErrors,
+        canary: int(opts.canary, '--canary', MAX_CANARY),
+        rollbackOnHalt: Boolean(opts.rollbackOnHalt),
+      });
+      exitCode = await runRollout({ deps, request, json: Boolean(opts.json), out: io.out, err: io.err, tty: Boolean(process.stdout.isTTY) && !opts.json && io.tty !== false, retryDelayMs: retryDelayFromEnv() });
+    });
 
   program
     .command('list')

@@ -2,7 +2,7 @@
  * The embedded composition root: every port backed by this machine, under `$PLUGINCTL_HOME`.
  *   workspaces.json        WorkspaceDirectory (JSON file)
  *   workspaces/<id>/root/  each workspace's "host" filesystem
- *   artifacts/             ArtifactStore (content-addressed tarballs)
+ *   artifacts/             ArtifactStore (content-addressed tarballs) and RolloutStore (artifacts/rollouts/…)
  *   events.jsonl           EventSink (what EventBridge receives on AWS)
  */
 import { resolve } from 'node:path';
@@ -11,6 +11,7 @@ import { DirectoryArtifactStore } from '../core/artifacts/directory-artifact-sto
 import type { EventSink } from '../core/events/event-sink.ts';
 import { JsonlEventSink } from '../core/events/jsonl-event-sink.ts';
 import { localHostResolver } from '../core/host/host-resolver.ts';
+import { DirectoryRolloutStore } from '../core/rollout/directory-rollout-store.ts';
 import type { LocalHostOptions } from '../core/host/local-host.ts';
 import type { StepDeps } from '../core/steps/step-deps.ts';
 import { JsonWorkspaceDirectory } from '../core/workspaces/json-workspace-directory.ts';
@@ -29,6 +30,7 @@ export interface LocalDepsOptions {
 
 export interface LocalDeps extends StepDeps {
   workspaces: JsonWorkspaceDirectory;
+  rollouts: DirectoryRolloutStore;
   home: string;
   /** Where the workflows' Notify states deliver locally (EventBridge does this on AWS). */
   events: EventSink;
@@ -42,6 +44,7 @@ export function localDeps(options: LocalDepsOptions): LocalDeps {
     workspaces: new JsonWorkspaceDirectory(home),
     hosts: localHostResolver(options.host),
     artifacts: new DirectoryArtifactStore(resolve(home, 'artifacts')),
+    rollouts: new DirectoryRolloutStore(resolve(home, 'artifacts')),
     events: new JsonlEventSink(resolve(home, 'events.jsonl'), clock),
     sources: { catalogDir: options.catalogDir ?? BUNDLED_CATALOG, cwd: options.cwd },
     leaseSeconds: options.leaseSeconds ?? 900,

@@ -34,6 +34,8 @@ export const ERROR_CATEGORIES = {
   NotInstalled: 'refused',
   NothingToRestore: 'refused',
   LockBusy: 'busy',
+  /** Another rollout holds the plugin's rollout lock (lambdas/core/rollout/rollout-lock.ts). */
+  RolloutBusy: 'busy',
   HostUnreachable: 'transient',
   HostStepInterrupted: 'transient',
   HostTimeout: 'transient',

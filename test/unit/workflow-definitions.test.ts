@@ -7,7 +7,7 @@ import { StateMachine } from 'aws-local-stepfunctions';
 import { describe, expect, it } from 'vitest';
 import { STEP_BY_PLACEHOLDER } from '../../lambdas/handlers/all-steps.ts';
 import { RETRYABLE_CODES } from '../../lambdas/core/errors.ts';
-import { placeholders, substitute, WORKFLOWS, workflowText, type WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
+import { definitionText, placeholders, ROLLOUT_DEFINITION, substitute, WORKFLOWS, workflowText, type WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
 
 interface Retrier {
   ErrorEquals: string[];
@@ -229,8 +229,10 @@ describe('install.asl.json', () => {
 });
 
 describe('all workflows together', () => {
-  it('every step handler is used by some workflow', () => {
-    const used = new Set(WORKFLOWS.flatMap((w) => Object.values(load(w).States).map(lambdaPlaceholder)));
+  it('every step handler is used by some workflow (the fleet rollout\'s Map iterations included)', () => {
+    const rollout = JSON.parse(definitionText(ROLLOUT_DEFINITION)) as { States: Record<string, State & { ItemProcessor?: { States: Record<string, State> } }> };
+    const rolloutStates = Object.values(rollout.States).flatMap((s) => [s, ...Object.values(s.ItemProcessor?.States ?? {})]);
+    const used = new Set([...WORKFLOWS.flatMap((w) => Object.values(load(w).States)), ...rolloutStates].map(lambdaPlaceholder));
     expect([...STEP_BY_PLACEHOLDER.keys()].filter((p) => !used.has(p))).toEqual([]);
   });
 });

@@ -10,6 +10,7 @@ export const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   NotInstalled: 404,
   WorkspaceNotRunning: 409,
   LockBusy: 409,
+  RolloutBusy: 409,
   NothingToRestore: 409,
   ExternalRuntime: 422,
   TransportUnavailable: 422,

@@ -9,7 +9,11 @@
  *   (at most 5), each hop held to the same scheme rule. `http://` only for hosts listed in
  *   `SourceOptions.allowHttpHosts` (internal mirrors);
  * - `github://owner/repo#ref`: GitHub's tarball of that ref
- *   (`https://codeload.github.com/<owner>/<repo>/tar.gz/<ref>`), fetched like any https:// source.
+ *   (`https://codeload.github.com/<owner>/<repo>/tar.gz/<ref>`), fetched like any https:// source;
+ * - `artifact://sha256/<hex>`: a tarball already validated and stored in the artifact store
+ *   (`SourceOptions.artifacts`), by its digest. A fleet rollout validates its source once and
+ *   hands each install this reference, so every target gets exactly the bytes checked at the
+ *   start, however the original source changes meanwhile.
  *
  * Errors: absent → SourceNotFound; throttling, 5xx, network failures (also mid-stream) →
  * HostUnreachable (Prepare retries it); malformed or disallowed → InvalidInput.
@@ -23,6 +27,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { awsErrorName, awsStatus, describeAwsError, isTransientAwsError } from '../aws-errors.ts';
 import { PluginError } from '../errors.ts';
 import { PLUGIN_NAME, VERSION } from '../names.ts';
+import { artifactKey, type ArtifactStore } from '../artifacts/artifact-store.ts';
 import { packDirectory } from '../tarball/pack-directory.ts';
 
 export interface ResolvedSource {
@@ -49,6 +54,15 @@ export interface SourceOptions {
    * are accepted: for internal mirrors. Default none: `http://` is refused.
    */
   allowHttpHosts?: readonly string[];
+  /** Enables `artifact://sha256/<hex>` sources (Prepare passes its artifact store). */
+  artifacts?: Pick<ArtifactStore, 'open'>;
+}
+
+const ARTIFACT_REF = /^artifact:\/\/sha256\/([0-9a-f]{64})$/;
+
+/** The source naming a stored, validated tarball by its digest. */
+export function artifactSource(sha256: string): string {
+  return `artifact://sha256/${sha256}`;
 }
 
 const LOCAL_REF = /^local:\/\/([^@/]+)(?:@([^@/]+))?$/;
@@ -98,6 +112,8 @@ export async function resolveSource(source: string, options: SourceOptions = {})
   }
   const local = LOCAL_REF.exec(source);
   if (local) return resolveCatalog(local[1]!, local[2], options.catalogDir);
+  const stored = ARTIFACT_REF.exec(source);
+  if (stored && options.artifacts) return { stream: await options.artifacts.open(artifactKey(stored[1]!)), description: source };
   const scheme = schemeOf(source);
   if (scheme === 's3' && options.s3) return resolveS3(source, options.s3);
   if ((scheme === 'https' || scheme === 'http' || scheme === 'github') && options.fetch) {

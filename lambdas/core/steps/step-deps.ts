@@ -4,6 +4,7 @@
  */
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import type { HostResolver } from '../host/host-resolver.ts';
+import type { RolloutStore } from '../rollout/rollout-store.ts';
 import type { SourceOptions } from '../sources/resolve-source.ts';
 import type { TarballLimits } from '../tarball/inspect-tarball.ts';
 import type { WorkspaceDirectory } from '../workspaces/workspace-directory.ts';
@@ -12,6 +13,8 @@ export interface StepDeps {
   workspaces: WorkspaceDirectory;
   hosts: HostResolver;
   artifacts: ArtifactStore;
+  /** Fleet rollouts' documents (record, target pages, locks); only the rollout's steps use it. */
+  rollouts?: RolloutStore;
   sources: SourceOptions;
   limits?: Partial<TarballLimits>;
   /** How long a plugin lock lasts if its holder vanishes without releasing it. */

@@ -2,6 +2,12 @@
  * Runs a workflow's real ASL file in this process (aws-local-stepfunctions), with each Lambda
  * Task bound to its step function over the given ports and the EventBridge Task bound to the
  * event sink. Records every state's name, outcome and duration as the execution runs.
+ *
+ * The rollout's Tasks that start other workflows are bound to this runner too: a
+ * `states:startExecution.sync:2` Task runs the child workflow's own file in this process and
+ * answers (or fails) exactly as Step Functions does (child-executions.ts); a plain
+ * `states:startExecution` (the rollout's continue-as-new) starts it in the background and hands
+ * its outcome to `onContinued`.
  */
 import './polyfills.ts';
 import { StateMachine } from 'aws-local-stepfunctions';
@@ -9,7 +15,8 @@ import { bindStep } from '../../commons/step-handler.ts';
 import { STEP_BY_PLACEHOLDER } from '../../handlers/all-steps.ts';
 import type { EventSink, PutEventsEntry } from '../events/event-sink.ts';
 import type { StepDeps } from '../steps/step-deps.ts';
-import { placeholders, substitute, workflowText, type WorkflowName } from './workflow-files.ts';
+import { START_EXECUTION, START_EXECUTION_SYNC2, startedExecution, syncFailed, syncSucceeded, type ChildRun } from './child-executions.ts';
+import { CHILD_STATE_MACHINES, definitionText, placeholders, substitute, WORKFLOWS, type RunnableWorkflow, type WorkflowName } from './workflow-files.ts';
 
 const PUT_EVENTS = 'arn:aws:states:::events:putEvents';
 const LOCAL_ACCOUNT = '000000000000';
@@ -26,6 +33,8 @@ export interface StepRecord {
   attempts: number;
   /** Error code when the state failed. */
   error?: string;
+  /** Map iteration the state ran in (states inside a Map run once per item). */
+  index?: number;
 }
 
 export interface RunOutcome {
@@ -43,8 +52,14 @@ export interface RunOutcome {
   outputs: Record<string, unknown>;
 }
 
+/** What the caller hears about the child executions a rollout starts. */
+export interface ChildHooks {
+  onStart?: (workflow: WorkflowName, executionName: string, input: Record<string, unknown>) => void;
+  onEnd?: (workflow: WorkflowName, executionName: string, outcome: RunOutcome) => void;
+}
+
 export interface RunOptions {
-  workflow: WorkflowName;
+  workflow: RunnableWorkflow;
   input: Record<string, unknown>;
   executionName: string;
   /** Ports of the Task states, plus the sink their EventBridge (Notify) states deliver to. */
@@ -53,49 +68,128 @@ export interface RunOptions {
   retryDelayMs?: number;
   onStepStart?: (name: string) => void;
   onStepEnd?: (record: StepRecord) => void;
+  children?: ChildHooks;
+  /** A `states:startExecution` Task (continue-as-new) started this execution of the same runner. */
+  onContinued?: (executionName: string, outcome: Promise<RunOutcome>) => void;
 }
 
 interface RawState {
   Type: string;
   Resource?: string;
+  ItemProcessor?: { States: Record<string, RawState> };
+  Iterator?: { States: Record<string, RawState> };
 }
 
 function localArn(placeholder: string): string {
   return `arn:aws:lambda:${LOCAL_REGION}:${LOCAL_ACCOUNT}:function:${placeholder.replace(/FunctionArn$/, '')}`;
 }
 
-export function stateMachineArn(workflow: WorkflowName): string {
+export function stateMachineArn(workflow: RunnableWorkflow): string {
   return `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:plugin-${workflow}`;
+}
+
+/** The workflow a local state machine ARN names. */
+function workflowOfArn(arn: unknown): RunnableWorkflow {
+  const name = typeof arn === 'string' ? /:stateMachine:plugin-([a-z]+)$/.exec(arn)?.[1] : undefined;
+  if (name === 'rollout' || WORKFLOWS.includes(name as WorkflowName)) return name as RunnableWorkflow;
+  const err = new Error(`State Machine Does Not Exist: '${String(arn)}'`);
+  err.name = 'StepFunctions.StateMachineDoesNotExistException';
+  throw err;
 }
 
 interface LoadedWorkflow {
   machine: StateMachine;
+  /** Every Task state, Map iterations' included (their names are unique in our files). */
   rawStates: Record<string, RawState>;
 }
 
 // Constructing a StateMachine validates the whole definition (~75 ms); do it once per workflow.
-const loaded = new Map<WorkflowName, LoadedWorkflow>();
+const loaded = new Map<RunnableWorkflow, LoadedWorkflow>();
 
-function loadWorkflow(workflow: WorkflowName): LoadedWorkflow {
+function allStates(states: Record<string, RawState>): Record<string, RawState> {
+  const out: Record<string, RawState> = {};
+  for (const [name, state] of Object.entries(states)) {
+    if (out[name]) throw new Error(`state name ${name} is used twice`);
+    out[name] = state;
+    const inner = state.ItemProcessor ?? state.Iterator;
+    if (inner) Object.assign(out, allStates(inner.States));
+  }
+  return out;
+}
+
+function loadWorkflow(workflow: RunnableWorkflow): LoadedWorkflow {
   let entry = loaded.get(workflow);
   if (!entry) {
-    const raw = workflowText(workflow);
+    const raw = definitionText(workflow);
     const values: Record<string, string> = { EventBusName: 'local' };
-    for (const p of placeholders(raw)) if (p !== 'EventBusName') values[p] = localArn(p);
+    for (const p of placeholders(raw)) {
+      if (p === 'EventBusName') continue;
+      const child = CHILD_STATE_MACHINES[p];
+      values[p] = child ? stateMachineArn(child) : localArn(p);
+    }
     const definition = JSON.parse(substitute(raw, values)) as { States: Record<string, RawState> };
-    entry = { machine: new StateMachine(definition as never), rawStates: (JSON.parse(raw) as { States: Record<string, RawState> }).States };
+    entry = { machine: new StateMachine(definition as never), rawStates: allStates((JSON.parse(raw) as { States: Record<string, RawState> }).States) };
     loaded.set(workflow, entry);
   }
   return entry;
 }
 
+interface StartExecutionInput {
+  StateMachineArn?: unknown;
+  Name?: unknown;
+  Input?: unknown;
+}
+
+/** `states:startExecution.sync:2`: the child runs here, to its end; its failure fails the Task as on AWS. */
+function syncChild(options: RunOptions) {
+  return async (raw: unknown) => {
+    const request = raw as StartExecutionInput;
+    const workflow = workflowOfArn(request.StateMachineArn);
+    if (workflow === 'rollout') throw new Error('a rollout does not start rollouts synchronously');
+    const name = String(request.Name);
+    const input = (request.Input ?? {}) as Record<string, unknown>;
+    const startDate = new Date();
+    options.children?.onStart?.(workflow, name, input);
+    const outcome = await runWorkflow({ workflow, input, executionName: name, deps: options.deps, retryDelayMs: options.retryDelayMs });
+    options.children?.onEnd?.(workflow, name, outcome);
+    const run: ChildRun = { executionArn: outcome.executionArn, stateMachineArn: stateMachineArn(workflow), name, input, startDate, stopDate: new Date() };
+    if (outcome.status === 'SUCCEEDED') return syncSucceeded(run, outcome.output);
+    throw syncFailed(run, 'FAILED', outcome.error, outcome.cause);
+  };
+}
+
+/** `states:startExecution`: the execution starts and the Task answers at once. */
+function startChild(options: RunOptions) {
+  return async (raw: unknown) => {
+    const request = raw as StartExecutionInput;
+    const workflow = workflowOfArn(request.StateMachineArn);
+    const name = String(request.Name);
+    const done = runWorkflow({ ...options, workflow, input: (request.Input ?? {}) as Record<string, unknown>, executionName: name });
+    if (!options.onContinued) {
+      done.catch(() => undefined);
+      throw new Error(`execution ${name} was started but nobody waits for it (RunOptions.onContinued)`);
+    }
+    options.onContinued(name, done);
+    return startedExecution(`${stateMachineArn(workflow).replace(':stateMachine:', ':execution:')}:${name}`, new Date());
+  };
+}
+
 /** Each run binds the Task states to the step code over this run's ports. */
-function buildMachine(workflow: WorkflowName, deps: StepDeps & { events: EventSink }) {
+function buildMachine(options: RunOptions) {
+  const { workflow, deps } = options;
   const { machine, rawStates } = loadWorkflow(workflow);
 
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
   for (const [name, state] of Object.entries(rawStates)) {
     if (state.Type !== 'Task' || !state.Resource) continue;
+    if (state.Resource === START_EXECUTION_SYNC2) {
+      handlers[name] = syncChild(options);
+      continue;
+    }
+    if (state.Resource === START_EXECUTION) {
+      handlers[name] = startChild(options);
+      continue;
+    }
     if (state.Resource === PUT_EVENTS) {
       handlers[name] = async (input) => {
         await deps.events.putEvents((input as { Entries: PutEventsEntry[] }).Entries);
@@ -112,7 +206,7 @@ function buildMachine(workflow: WorkflowName, deps: StepDeps & { events: EventSi
 }
 
 export async function runWorkflow(options: RunOptions): Promise<RunOutcome> {
-  const { machine, handlers, stateNames } = buildMachine(options.workflow, options.deps);
+  const { machine, handlers, stateNames } = buildMachine(options);
   const smArn = stateMachineArn(options.workflow);
   const executionArn = `${smArn.replace(':stateMachine:', ':execution:')}:${options.executionName}`;
   const retryIntervalOverrides =
@@ -126,51 +220,56 @@ export async function runWorkflow(options: RunOptions): Promise<RunOutcome> {
   });
 
   const steps: StepRecord[] = [];
-  const open = new Map<string, { type: string; started: number; attempts: number; error?: string }>();
+  // Keyed by Map iteration and state name: a Map runs the same states for several items at once.
+  const open = new Map<string, { name: string; index?: number; type: string; started: number; attempts: number; error?: string }>();
   let transitions = 0;
   const outputs: Record<string, unknown> = {};
   let finished: Pick<RunOutcome, 'status' | 'output' | 'error' | 'cause'> | undefined;
-  const close = (name: string, status: StepStatus, at: number) => {
-    const s = open.get(name);
+  const keyOf = (event: { state: { name: string }; index?: number }) => `${event.index ?? ''}:${event.state.name}`;
+  const close = (key: string, status: StepStatus, at: number) => {
+    const s = open.get(key);
     if (!s) return;
-    open.delete(name);
-    const record: StepRecord = { name, type: s.type, status, ms: Math.max(0, at - s.started), attempts: s.attempts };
+    open.delete(key);
+    const record: StepRecord = { name: s.name, type: s.type, status, ms: Math.max(0, at - s.started), attempts: s.attempts };
     if (s.error) record.error = s.error;
+    if (s.index !== undefined) record.index = s.index;
     steps.push(record);
     options.onStepEnd?.(record);
   };
 
   for await (const event of execution.eventLogs) {
     switch (event.type) {
-      case 'StateEntered':
+      case 'StateEntered': {
         transitions++;
-        open.set(event.state.name, { type: event.state.type, started: event.timestamp, attempts: 1 });
+        const index = (event as { index?: number }).index;
+        open.set(keyOf(event), { name: event.state.name, ...(index === undefined ? {} : { index }), type: event.state.type, started: event.timestamp, attempts: 1 });
         options.onStepStart?.(event.state.name);
         break;
+      }
       case 'StateRetried': {
-        const s = open.get(event.state.name);
+        const s = open.get(keyOf(event));
         if (s) s.attempts++;
         break;
       }
       case 'StateFailed': {
-        const s = open.get(event.state.name);
+        const s = open.get(keyOf(event));
         if (s) s.error = event.Error;
-        close(event.state.name, 'failed', event.timestamp);
+        close(keyOf(event), 'failed', event.timestamp);
         break;
       }
       case 'StateExited':
         outputs[event.state.name] = event.state.output;
-        close(event.state.name, 'succeeded', event.timestamp);
+        close(keyOf(event), 'succeeded', event.timestamp);
         break;
       case 'ExecutionSucceeded':
         finished = { status: 'SUCCEEDED', output: event.output };
         break;
       case 'ExecutionFailed':
         // Fail states and uncaught failures end here without a StateExited.
-        for (const name of [...open.keys()]) {
-          const s = open.get(name)!;
+        for (const key of [...open.keys()]) {
+          const s = open.get(key)!;
           s.error ??= event.Error;
-          close(name, 'failed', event.timestamp);
+          close(key, 'failed', event.timestamp);
         }
         finished = { status: 'FAILED', error: event.Error, cause: typeof event.Cause === 'string' ? event.Cause : JSON.stringify(event.Cause) };
         break;

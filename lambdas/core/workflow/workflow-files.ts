@@ -31,6 +31,29 @@ export function sweepDefinitionText(): string {
   return readFileSync(sweepDefinitionPath(), 'utf8');
 }
 
+/**
+ * The fleet rollout (statemachine/rollout.asl.json): not one of WORKFLOWS (it starts them). Its
+ * Tasks are the rollout steps' `${…FunctionArn}`s, the child workflows' `${…StateMachineArn}`s
+ * and `${EventBusName}`.
+ */
+export const ROLLOUT_DEFINITION = 'rollout';
+/** What the local runner executes: the plugin workflows and the rollout that starts them. */
+export type RunnableWorkflow = WorkflowName | typeof ROLLOUT_DEFINITION;
+/** The child workflows the rollout starts, by the placeholder of their ARN. */
+export const CHILD_STATE_MACHINES: Record<string, WorkflowName> = {
+  InstallStateMachineArn: 'install',
+  RollbackStateMachineArn: 'rollback',
+  UninstallStateMachineArn: 'uninstall',
+};
+
+export function definitionPath(name: RunnableWorkflow): string {
+  return fileURLToPath(new URL(`../../../statemachine/${name}.asl.json`, import.meta.url));
+}
+
+export function definitionText(name: RunnableWorkflow): string {
+  return readFileSync(definitionPath(name), 'utf8');
+}
+
 /** Every `${Name}` placeholder a definition uses. */
 export function placeholders(text: string): string[] {
   return [...new Set([...text.matchAll(/\$\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1]!))];

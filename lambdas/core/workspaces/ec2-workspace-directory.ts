@@ -23,7 +23,7 @@
 import { DescribeInstancesCommand, type EC2Client, type Instance } from '@aws-sdk/client-ec2';
 import { describeAwsError, isTransientAwsError } from '../aws-errors.ts';
 import { PluginError } from '../errors.ts';
-import { assertWorkspaceId } from '../names.ts';
+import { assertWorkspaceId, WORKSPACE_ID } from '../names.ts';
 import { DEFAULT_RUNTIME, RUNTIMES, type Runtime } from '../runtimes.ts';
 import type { WorkspaceDirectory, WorkspaceLookup, WorkspaceRecord } from './workspace-directory.ts';
 
@@ -85,6 +85,41 @@ export class Ec2WorkspaceDirectory implements WorkspaceDirectory {
       reason: `instance ${best.InstanceId ?? '(unknown)'} is ${state}`,
       ...(workspace ? { workspace } : {}),
     };
+  }
+
+  /**
+   * Workspace ids of the fleet (a rollout's `--all` / tag selector): every instance carrying the
+   * WorkspaceId tag and, with a selector, each selected tag value; terminated ones left out.
+   * Paginated without a page cap (a fleet of thousands is the point), one id per workspace.
+   */
+  async list(selector: Record<string, string> = {}): Promise<string[]> {
+    const filters = [
+      { Name: 'tag-key', Values: [WORKSPACE_ID_TAG] },
+      { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
+      ...Object.entries(selector).map(([key, value]) => ({ Name: `tag:${key}`, Values: [value] })),
+    ];
+    const ids = new Set<string>();
+    let token: string | undefined;
+    do {
+      let answer;
+      try {
+        answer = await this.client.send(new DescribeInstancesCommand({ Filters: filters, MaxResults: 1000, ...(token ? { NextToken: token } : {}) }));
+      } catch (err) {
+        if (isTransientAwsError(err)) {
+          throw new PluginError('HostUnreachable', `cannot list workspaces in EC2: ${describeAwsError(err)}`, 'EC2 was throttling or unreachable; retry in a few seconds', { cause: err });
+        }
+        throw err;
+      }
+      for (const reservation of answer.Reservations ?? []) {
+        for (const instance of reservation.Instances ?? []) {
+          const id = tagOf(instance, WORKSPACE_ID_TAG);
+          // Ids that could not name a workspace (a mistyped tag) are not ours to touch.
+          if (id && WORKSPACE_ID.test(id) && Object.entries(selector).every(([k, v]) => tagOf(instance, k) === v)) ids.add(id);
+        }
+      }
+      token = answer.NextToken || undefined;
+    } while (token);
+    return [...ids].sort();
   }
 
   private async describe(id: string): Promise<Instance[]> {

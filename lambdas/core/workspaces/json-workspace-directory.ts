@@ -58,6 +58,13 @@ export class JsonWorkspaceDirectory implements WorkspaceDirectory {
     return { status: 'running', workspace };
   }
 
+  async list(selector?: Record<string, string>): Promise<string[]> {
+    if (selector && Object.keys(selector).length > 0) {
+      throw new PluginError('InvalidInput', 'tag selectors need the AWS deployment: local workspaces have no tags', 'name the workspaces (--workspaces a,b,c) or take them all (--all)');
+    }
+    return Object.keys((await this.read()).workspaces).sort();
+  }
+
   /**
    * Registers the workspace on first use (with `runtime`, default claude-code). An existing
    * workspace keeps its runtime; asking for a different one is refused rather than ignored.

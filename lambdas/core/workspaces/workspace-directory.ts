@@ -26,4 +26,9 @@ export type WorkspaceLookup =
 
 export interface WorkspaceDirectory {
   lookup(id: string): Promise<WorkspaceLookup>;
+  /**
+   * Every workspace id, sorted; with `selector`, those whose tags match every key/value (EC2
+   * tags on AWS; the JSON file has no tags and refuses a selector). A fleet rollout's targets.
+   */
+  list(selector?: Record<string, string>): Promise<string[]>;
 }

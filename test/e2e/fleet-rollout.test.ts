@@ -1,0 +1,242 @@
+/**
+ * Fleet rollouts end to end on the embedded default (issue 11, "Done when"): statemachine/
+ * rollout.asl.json run by the local runner, each target's install the real install workflow as
+ * its own (in-process) execution, hosts that really fail (an `mv` shim inside the snapshot step
+ * on chosen workspaces, so their installs swap, fail and roll back for real). Driven through
+ * bin/pluginctl.js for the contract (exit codes, the --json shape), in-process otherwise.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { localDeps, type LocalDeps } from '../../lambdas/commons/local-deps.ts';
+import { acquireRolloutLock } from '../../lambdas/core/rollout/rollout-lock.ts';
+import { listPlugins } from '../../lambdas/core/steps/list-plugins.ts';
+import { pluginctl, pluginctlProcess, type CliResult } from '../helpers/cli.ts';
+import { fleetFaults, type FleetFaults } from '../helpers/fleet-faults.ts';
+import { writePluginDir } from '../helpers/plugin-versions.ts';
+
+const FLEET = Array.from({ length: 30 }, (_, i) => `ws${String(i + 1).padStart(2, '0')}`);
+const CONTRACT_KEYS = ['status', 'rollout', 'plugin', 'version', 'sha256', 'counts', 'workspaces'];
+const COUNT_KEYS = ['targets', 'succeeded', 'failed', 'skipped', 'notStarted', 'rolledBack'];
+
+interface Fleet {
+  home: string;
+  deps: LocalDeps;
+  v1: string;
+  v2: string;
+  env: Record<string, string>;
+  faults: FleetFaults;
+  root(ws: string): string;
+  /** Live version of plugin p on each workspace, with its completeness. */
+  live(): Promise<Record<string, string>>;
+  events(): { detailType: string; detail: Record<string, unknown> }[];
+}
+
+const fleets: Fleet[] = [];
+afterAll(async () => {
+  for (const f of fleets) {
+    f.faults.cleanup();
+    await rm(f.home, { recursive: true, force: true });
+  }
+});
+
+/** 30 workspaces with p 1.0.0 installed and complete (put there by a rollout, as a fleet would be). */
+async function fleetOnV1(): Promise<Fleet> {
+  const home = await mkdtemp(join(tmpdir(), 'fleet-rollout-'));
+  const faults = fleetFaults('snapshot');
+  const deps = localDeps({ home, host: { timeoutMs: 60_000 } });
+  for (const ws of FLEET) await deps.workspaces.ensure(ws);
+  const v1 = await writePluginDir(join(home, 'sources'), { name: 'p', version: '1.0.0' });
+  const v2 = await writePluginDir(join(home, 'sources'), { name: 'p', version: '2.0.0' });
+  await mkdir(join(home, 'cwd'), { recursive: true });
+  const env = { PLUGINCTL_HOME: home, PLUGINCTL_RETRY_DELAY_MS: '0', ...faults.env };
+  const fleet: Fleet = {
+    home,
+    deps,
+    v1,
+    v2,
+    env,
+    faults,
+    root: (ws) => join(home, 'workspaces', ws, 'root', 'configs', 'plugins'),
+    live: async () => {
+      const out: Record<string, string> = {};
+      for (const ws of FLEET) {
+        const p = (await listPlugins(deps, ws)).plugins.find((x) => x.name === 'p');
+        out[ws] = p ? `${p.version}${p.complete ? '' : ' (incomplete)'}` : 'absent';
+      }
+      return out;
+    },
+    events: () => readFileSync(join(home, 'events.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { detailType: string; detail: Record<string, unknown> }),
+  };
+  fleets.push(fleet);
+  const setup = await pluginctl(['rollout', v1, '--all', '--max-concurrency', '10', '--rollout-id', 'setup', '--json'], env);
+  expect(setup.code, setup.stdout + setup.stderr).toBe(0);
+  expect(Object.values(await fleet.live())).toEqual(FLEET.map(() => '1.0.0'));
+  return fleet;
+}
+
+type Contract = {
+  status: string;
+  rollout: string;
+  plugin: string;
+  version: string;
+  sha256: string;
+  counts: Record<string, number>;
+  workspaces: { workspace: string; status: string; execution?: string; error?: { code: string; message: string; hint: string } }[];
+};
+
+function contract(r: CliResult): Contract {
+  expect(r.stdout.trim().split('\n'), r.stdout).toHaveLength(1);
+  expect(Object.keys(r.json!)).toEqual(CONTRACT_KEYS);
+  const c = r.json as unknown as Contract;
+  expect(Object.keys(c.counts)).toEqual(COUNT_KEYS);
+  for (const w of c.workspaces) {
+    expect(['succeeded', 'failed', 'skipped', 'not-started', 'rolled-back']).toContain(w.status);
+    expect(Object.keys(w).every((k) => ['workspace', 'status', 'execution', 'error'].includes(k))).toBe(true);
+    if (w.error) expect(Object.keys(w.error)).toEqual(['code', 'message', 'hint']);
+  }
+  return c;
+}
+
+const byStatus = (c: Contract, status: string) => c.workspaces.filter((w) => w.status === status).map((w) => w.workspace);
+
+// Waves with canary 1 and --max-concurrency 3: [ws01] [ws02-04] [ws05-07] [ws08-10] …; ws05
+// fails (1 ≤ maxErrors 1: go on), ws09 and ws10 fail (3 > 1: halt after that wave), ws20 is
+// never reached.
+const BROKEN = ['ws05', 'ws09', 'ws10', 'ws20'];
+const UPGRADED = ['ws01', 'ws02', 'ws03', 'ws04', 'ws06', 'ws07', 'ws08'];
+const FAILED = ['ws05', 'ws09', 'ws10'];
+const LEFT = FLEET.slice(10);
+
+describe('pluginctl rollout: 30 workspaces on v1 → v2, --max-concurrency 3 --max-errors 1, 4 hosts failing', () => {
+  let fleet: Fleet;
+  let first: Contract;
+  beforeAll(async () => {
+    fleet = await fleetOnV1();
+    fleet.faults.breakRoots(BROKEN.map(fleet.root));
+    const r = await pluginctlProcess(['rollout', fleet.v2, '--all', '--max-concurrency', '3', '--max-errors', '1', '--rollout-id', 'to-v2', '--json'], fleet.env);
+    expect(r.code, r.stderr).toBe(3);
+    first = contract(r);
+  }, 600_000);
+
+  it('halts (exit 3): the failures exceeded maxErrors, and no install started after that wave', () => {
+    expect(first).toMatchObject({ status: 'halted', rollout: 'to-v2', plugin: 'p', version: '2.0.0' });
+    expect(first.counts).toEqual({ targets: 30, succeeded: 7, failed: 3, skipped: 0, notStarted: 20, rolledBack: 0 });
+    expect(byStatus(first, 'succeeded')).toEqual(UPGRADED);
+    expect(byStatus(first, 'failed')).toEqual(FAILED);
+    expect(byStatus(first, 'not-started')).toEqual(LEFT);
+    for (const w of first.workspaces.filter((x) => x.status === 'failed')) {
+      expect(w.error!.code).toBe('HostIoError');
+      expect(w.execution).toMatch(new RegExp(`^${w.workspace}-p-`));
+    }
+  });
+
+  it('every succeeded workspace is v2 complete; every failed and every not-started one is v1 complete', async () => {
+    const live = await fleet.live();
+    for (const ws of UPGRADED) expect(live[ws], ws).toBe('2.0.0');
+    for (const ws of [...FAILED, ...LEFT]) expect(live[ws], ws).toBe('1.0.0');
+  });
+
+  it('the bus got Started, one Progress per wave and Halted, with counts', () => {
+    const mine = fleet.events().filter((e) => e.detailType.startsWith('Plugin Rollout') && e.detail.rollout === 'to-v2');
+    expect(mine[0]).toMatchObject({ detailType: 'Plugin Rollout Started', detail: { targets: 30, attempt: 1 } });
+    expect(mine.filter((e) => e.detailType === 'Plugin Rollout Progress').map((e) => e.detail.wave)).toEqual([1, 2, 3, 4]);
+    expect(mine.at(-1)).toMatchObject({ detailType: 'Plugin Rollout Halted', detail: { status: 'halted', reason: 'max-errors', counts: { succeeded: 7, failed: 3, notStarted: 20 } } });
+  });
+
+  it('after the hosts are repaired, the same rollout id reaches v2 everywhere; the earlier successes are skipped (exit 0)', async () => {
+    fleet.faults.repair();
+    const r = await pluginctlProcess(['rollout', fleet.v2, '--all', '--max-concurrency', '3', '--max-errors', '1', '--rollout-id', 'to-v2', '--json'], fleet.env);
+    expect(r.code, r.stderr).toBe(0);
+    const again = contract(r);
+    expect(again.status).toBe('succeeded');
+    expect(byStatus(again, 'skipped')).toEqual(UPGRADED);
+    expect(again.counts).toEqual({ targets: 30, succeeded: 23, failed: 0, skipped: 7, notStarted: 0, rolledBack: 0 });
+    expect(Object.values(await fleet.live())).toEqual(FLEET.map(() => '2.0.0'));
+  }, 600_000);
+});
+
+describe('pluginctl rollout --rollback-on-halt', () => {
+  it('puts the workspaces it upgraded back on v1 when it halts', async () => {
+    const fleet = await fleetOnV1();
+    fleet.faults.breakRoots(BROKEN.map(fleet.root));
+    const r = await pluginctl(['rollout', fleet.v2, '--all', '--max-concurrency', '3', '--max-errors', '1', '--rollback-on-halt', '--rollout-id', 'careful', '--json'], fleet.env);
+    expect(r.code, r.stderr).toBe(3);
+    const c = contract(r);
+    expect(c.status).toBe('halted');
+    expect(byStatus(c, 'rolled-back')).toEqual(UPGRADED);
+    expect(c.counts).toEqual({ targets: 30, succeeded: 0, failed: 3, skipped: 0, notStarted: 20, rolledBack: 7 });
+    expect(Object.values(await fleet.live())).toEqual(FLEET.map(() => '1.0.0'));
+  }, 600_000);
+});
+
+describe('pluginctl rollout: canary, busy, refused', () => {
+  let fleet: Fleet;
+  beforeAll(async () => {
+    fleet = await fleetOnV1();
+  }, 600_000);
+
+  it('a failing canary halts the rollout with nothing else started', async () => {
+    fleet.faults.breakRoots([fleet.root('ws01')]);
+    const before = fleet.events().length;
+    const r = await pluginctl(['rollout', fleet.v2, '--all', '--max-concurrency', '5', '--max-errors', '10', '--rollout-id', 'canary', '--json'], fleet.env);
+    fleet.faults.repair();
+    expect(r.code).toBe(3);
+    const c = contract(r);
+    expect(c.status).toBe('halted');
+    expect(byStatus(c, 'failed')).toEqual(['ws01']);
+    expect(byStatus(c, 'not-started')).toEqual(FLEET.slice(1));
+    expect(Object.values(await fleet.live())).toEqual(FLEET.map(() => '1.0.0'));
+    const installs = fleet.events().slice(before).filter((e) => e.detailType.startsWith('Plugin Install'));
+    expect(installs.map((e) => e.detail.workspace)).toEqual(['ws01']);
+    expect(fleet.events().at(-1)).toMatchObject({ detailType: 'Plugin Rollout Halted', detail: { reason: 'canary-failed' } });
+  }, 600_000);
+
+  it('exit 4 while another rollout holds the plugin; nothing started', async () => {
+    await acquireRolloutLock(fleet.deps.rollouts, { plugin: 'p', rolloutId: 'elsewhere', pid: process.pid, leaseSeconds: 600, now: new Date() });
+    const before = fleet.events().length;
+    const r = await pluginctlProcess(['rollout', fleet.v2, '--workspaces', 'ws01,ws02', '--json'], fleet.env);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.json).toMatchObject({ status: 'busy', error: { code: 'RolloutBusy' } });
+    expect(String((r.json!.error as { message: string }).message)).toContain('elsewhere');
+    expect(fleet.events().length).toBe(before);
+    const human = await pluginctl(['rollout', fleet.v2, '--workspaces', 'ws01'], fleet.env);
+    expect(human.code).toBe(4);
+    expect(human.stderr).toMatch(/rollout elsewhere holds plugin p/);
+    const lock = join(fleet.home, 'artifacts', 'rollout-locks', 'p.json');
+    await rm(lock);
+  }, 600_000);
+
+  it.each([
+    ['a bad --max-errors', ['--all', '--max-errors', 'ten']],
+    ['a percentage over 100', ['--all', '--max-errors', '150%']],
+    ['both --workspaces and --all', ['--all', '--workspaces', 'ws01']],
+    ['neither --workspaces nor --all', []],
+    ['--max-concurrency 0', ['--all', '--max-concurrency', '0']],
+    ['an unknown workspace', ['--workspaces', 'ws01,nope']],
+  ])('exit 2 on %s, nothing started', async (_what, args) => {
+    const before = fleet.events().length;
+    const r = await pluginctlProcess(['rollout', fleet.v2, ...args], fleet.env);
+    expect(r.code, r.stdout + r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/pluginctl: .+\n {2}hint: /);
+    expect(fleet.events().length).toBe(before);
+  }, 120_000);
+
+  it('exit 2 on a bad source (missing, or a manifest that is not a plugin), nothing started', async () => {
+    const before = fleet.events().length;
+    const missing = await pluginctl(['rollout', join(fleet.home, 'no-such-dir'), '--all', '--json'], fleet.env);
+    expect(missing.code).toBe(2);
+    expect(missing.json).toMatchObject({ status: 'refused', error: { code: 'SourceNotFound' } });
+    const bad = await writePluginDir(join(fleet.home, 'bad'), { name: 'Not A Name', version: '1' });
+    const invalid = await pluginctl(['rollout', bad, '--all', '--json'], fleet.env);
+    expect(invalid.code).toBe(2);
+    expect(invalid.json).toMatchObject({ status: 'refused' });
+    expect(fleet.events().length).toBe(before);
+  }, 120_000);
+
+  it('after every refusal, every workspace is still v1 complete', async () => {
+    expect(Object.values(await fleet.live())).toEqual(FLEET.map(() => '1.0.0'));
+  }, 120_000);
+});
