@@ -11,7 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localDeps, type LocalDeps } from '../../lambdas/commons/local-deps.ts';
+import { HISTORY_BUDGET } from '../../lambdas/core/rollout/history-budget.ts';
+import { planRollout } from '../../lambdas/core/rollout/plan-rollout.ts';
 import { acquireRolloutLock } from '../../lambdas/core/rollout/rollout-lock.ts';
+import type { RolloutRecord } from '../../lambdas/core/rollout/rollout-record.ts';
+import { readRolloutReport } from '../../lambdas/core/rollout/rollout-report.ts';
+import { checkRolloutRequest, storeRolloutRequest } from '../../lambdas/core/rollout/rollout-request.ts';
+import { runWorkflow, type RunOutcome } from '../../lambdas/core/workflow/local-runner.ts';
 import { listPlugins } from '../../lambdas/core/steps/list-plugins.ts';
 import { pluginctl, pluginctlProcess, type CliResult } from '../helpers/cli.ts';
 import { fleetFaults, type FleetFaults } from '../helpers/fleet-faults.ts';
@@ -239,4 +245,41 @@ describe('pluginctl rollout: canary, busy, refused', () => {
   it('after every refusal, every workspace is still v1 complete', async () => {
     expect(Object.values(await fleet.live())).toEqual(FLEET.map(() => '1.0.0'));
   }, 120_000);
+});
+
+describe('continue-as-new', () => {
+  it('an execution whose history budget is spent hands the rollout to a new execution of the same file, which finishes it', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'fleet-continue-'));
+    try {
+      const deps = localDeps({ home, host: { timeoutMs: 60_000 } });
+      for (const ws of ['c1', 'c2', 'c3']) await deps.workspaces.ensure(ws);
+      const v1 = await writePluginDir(join(home, 'sources'), { name: 'p', version: '1.0.0' });
+      const request = checkRolloutRequest({ rolloutId: 'long', source: v1, sha256: null, targets: { all: true }, maxConcurrency: 1, maxErrors: '0', canary: 1, rollbackOnHalt: false });
+      await storeRolloutRequest(deps.rollouts, request);
+      await planRollout(deps, { rolloutId: 'long', execution: 'long-first' });
+      // As if this execution had already run HISTORY_BUDGET events' worth of waves.
+      const key = 'rollouts/long/rollout.json';
+      const record = (await deps.rollouts.get<RolloutRecord>(key))!.value;
+      record.execution.events = HISTORY_BUDGET;
+      await deps.rollouts.put(key, record);
+
+      const chain: Promise<RunOutcome>[] = [];
+      const names: string[] = ['long-first'];
+      const first = await runWorkflow({ workflow: 'rollout', input: { rolloutId: 'long', resume: true }, executionName: 'long-first', deps, retryDelayMs: 0, onContinued: (name, done) => { names.push(name); chain.push(done); } });
+      expect(first.status).toBe('SUCCEEDED');
+      expect(first.steps.map((s) => s.name)).toContain('ContinueAsNew');
+      expect(first.steps.filter((s) => s.name === 'InstallTarget')).toHaveLength(1);
+      let last = first;
+      while (chain.length) last = await chain.shift()!;
+      expect(names).toHaveLength(2);
+      expect(names[1]).toMatch(/^long-/);
+      expect(last.status).toBe('SUCCEEDED');
+      expect(last.steps.map((s) => s.name)).toContain('LoadRollout');
+      const report = await readRolloutReport(deps.rollouts, 'long');
+      expect(report.status).toBe('succeeded');
+      expect(report.counts).toMatchObject({ targets: 3, succeeded: 3 });
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
+  }, 600_000);
 });

@@ -27,8 +27,8 @@ export const WAVE_FIXED_EVENTS = 23;
 export const TARGET_EVENTS_MAX = 17;
 /** ExecutionStarted, IsResume, PlanRollout, NotifyStarted (the longer of the two ways in). */
 export const START_EVENTS = 13;
-/** The longest way out: FinishRollout, its Choice, a Notify, the end state, ExecutionFailed; or ContinueAsNew. */
-export const END_EVENTS = 16;
+/** The longest way out: the last NextWave and HasWave, FinishRollout, Verdict, a Notify, Completed, the end state, ExecutionFailed; or ContinueAsNew. */
+export const END_EVENTS = 24;
 
 export function waveEvents(targets: number): number {
   return WAVE_FIXED_EVENTS + TARGET_EVENTS_MAX * targets;
