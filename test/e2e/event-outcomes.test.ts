@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PLUGIN_EVENT_TYPES } from '../../infra/constructs/event-bus.ts';
-import { WORKFLOWS, workflowText } from '../../lambdas/core/workflow/workflow-files.ts';
+import { ROLLOUT_EVENT_TYPES } from '../../lambdas/core/events/event-sink.ts';
+import { definitionText, ROLLOUT_DEFINITION, WORKFLOWS } from '../../lambdas/core/workflow/workflow-files.ts';
 import { faultShims, type Fault } from '../helpers/fault-shims.ts';
 import { makeWorld, type World } from '../helpers/world.ts';
 
@@ -125,14 +126,15 @@ describe('the events that report success', () => {
 
 describe('the schemas and the workflows agree', () => {
   type Notify = { Parameters: { Entries: { DetailType: string; Detail: Record<string, unknown> }[] } };
-  const notifies = WORKFLOWS.flatMap((w) =>
-    Object.entries((JSON.parse(workflowText(w)) as { States: Record<string, Notify & { Resource?: string }> }).States)
+  const notifies = [...WORKFLOWS, ROLLOUT_DEFINITION as typeof ROLLOUT_DEFINITION].flatMap((w) =>
+    Object.entries((JSON.parse(definitionText(w)) as { States: Record<string, Notify & { Resource?: string }> }).States)
       .filter(([, st]) => st.Resource === 'arn:aws:states:::events:putEvents')
       .map(([name, st]) => [`${w}.${name}`, st.Parameters.Entries[0]!] as const),
   );
 
   it('one schema per event type, nothing else', () => {
-    expect([...schemas.keys()].sort()).toEqual([...PLUGIN_EVENT_TYPES].sort());
+    // The rollout's events are not on the stack's bus rule yet: the rollout is not deployed (docs/workflows.md).
+    expect([...schemas.keys()].sort()).toEqual([...PLUGIN_EVENT_TYPES, ...ROLLOUT_EVENT_TYPES].sort());
   });
 
   it('each Notify state\'s Detail has exactly the fields of one variant of its type\'s schema, with its outcome', () => {

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localDeps, type LocalDeps } from '../../lambdas/commons/local-deps.ts';
 import { HISTORY_BUDGET } from '../../lambdas/core/rollout/history-budget.ts';
@@ -150,6 +151,13 @@ describe('pluginctl rollout: 30 workspaces on v1 → v2, --max-concurrency 3 --m
     expect(mine[0]).toMatchObject({ detailType: 'Plugin Rollout Started', detail: { targets: 30, attempt: 1 } });
     expect(mine.filter((e) => e.detailType === 'Plugin Rollout Progress').map((e) => e.detail.wave)).toEqual([1, 2, 3, 4]);
     expect(mine.at(-1)).toMatchObject({ detailType: 'Plugin Rollout Halted', detail: { status: 'halted', reason: 'max-errors', counts: { succeeded: 7, failed: 3, notStarted: 20 } } });
+    // Each matches its schema (docs/events/).
+    const ajv = new Ajv({ strict: true, allErrors: true });
+    for (const e of mine) {
+      const file = `${e.detailType.toLowerCase().replace(/ /g, '-')}.schema.json`;
+      const validate = ajv.getSchema(file) ?? ajv.addSchema(JSON.parse(readFileSync(new URL(`../../docs/events/${file}`, import.meta.url), 'utf8')) as object, file).getSchema(file)!;
+      expect(validate(e.detail), `${e.detailType}: ${ajv.errorsText(validate.errors)}`).toBe(true);
+    }
   });
 
   it('after the hosts are repaired, the same rollout id reaches v2 everywhere; the earlier successes are skipped (exit 0)', async () => {

@@ -36,7 +36,7 @@ export function sweepDefinitionText(): string {
  * Tasks are the rollout steps' `${…FunctionArn}`s, the child workflows' `${…StateMachineArn}`s
  * and `${EventBusName}`.
  */
-export const ROLLOUT_DEFINITION = 'rollout';
+export const ROLLOUT_DEFINITION = 'rollout' as const;
 /** What the local runner executes: the plugin workflows and the rollout that starts them. */
 export type RunnableWorkflow = WorkflowName | typeof ROLLOUT_DEFINITION;
 /** The child workflows the rollout starts, by the placeholder of their ARN. */
