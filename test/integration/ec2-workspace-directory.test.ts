@@ -234,3 +234,31 @@ describe('the EC2 stand-in', () => {
     expect((badCombination as Error).name).toBe('InvalidParameterCombination');
   });
 });
+
+describe('Ec2WorkspaceDirectory.list (a rollout\'s --all / tag selector)', () => {
+  it('every WorkspaceId of the fleet, once each, sorted, across pages; terminated instances and malformed ids left out', async () => {
+    const fleet = Array.from({ length: 1203 }, (_, i) => instance(`i-${String(i).padStart(5, '0')}`, i % 10 === 0 ? 'stopped' : 'running', { WorkspaceId: `ws-${String(i).padStart(4, '0')}` }));
+    api.setInstances([
+      ...fleet,
+      instance('i-dup', 'running', { WorkspaceId: 'ws-0001' }),
+      instance('i-gone', 'terminated', { WorkspaceId: 'ws-gone' }),
+      instance('i-bad', 'running', { WorkspaceId: 'not ok!' }),
+      instance('i-none', 'running', { Name: 'no workspace tag' }),
+    ]);
+    const before = api.calls;
+    const ids = await directory().list();
+    expect(ids).toEqual(fleet.map((f) => f.tags.WorkspaceId).sort());
+    expect(api.calls - before).toBeGreaterThan(1);
+    expect(api.requests.at(-1)).toMatchObject({ 'Filter.1.Name': 'tag-key', 'Filter.1.Value.1': 'WorkspaceId' });
+  });
+
+  it('a tag selector keeps the instances carrying every selected tag value', async () => {
+    api.setInstances([
+      instance('i-1', 'running', { WorkspaceId: 'a', Team: 'red', Env: 'prod' }),
+      instance('i-2', 'running', { WorkspaceId: 'b', Team: 'red', Env: 'dev' }),
+      instance('i-3', 'running', { WorkspaceId: 'c', Team: 'blue', Env: 'prod' }),
+    ]);
+    expect(await directory().list({ Team: 'red', Env: 'prod' })).toEqual(['a']);
+    expect(await directory().list({ Team: 'red' })).toEqual(['a', 'b']);
+  });
+});
