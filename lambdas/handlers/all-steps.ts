@@ -11,20 +11,29 @@ import { step as stageOnHost } from './stage-on-host.ts';
 import { step as stageSnapshot } from './stage-snapshot.ts';
 import { step as swapIntoPlace } from './swap-into-place.ts';
 import { step as writeMarker } from './write-marker.ts';
-import { step as planRollout } from './plan-rollout.ts';
-import { step as loadRollout } from './load-rollout.ts';
-import { step as nextWave } from './next-wave.ts';
-import { step as recordWave } from './record-wave.ts';
-import { step as summarizeTargetFailure } from './summarize-target-failure.ts';
-import { step as finishRollout } from './finish-rollout.ts';
+import { step as planRollout } from './rollout/plan-rollout.ts';
+import { step as loadRollout } from './rollout/load-rollout.ts';
+import { step as nextWave } from './rollout/next-wave.ts';
+import { step as recordWave } from './rollout/record-wave.ts';
+import { step as summarizeTargetFailure } from './rollout/summarize-target-failure.ts';
+import { step as finishRollout } from './rollout/finish-rollout.ts';
 
 export const ALL_STEPS: readonly StepDefinition<never, unknown>[] = [
   prepareInstall, prepareTarget, acquireLock, stageOnHost, snapshotLive, swapIntoPlace, writeMarker, releaseLock, rollBack, stageSnapshot, removeLive,
 ] as unknown as StepDefinition<never, unknown>[];
 
-/** The fleet rollout's steps (statemachine/rollout.asl.json). */
+/**
+ * The fleet rollout's steps (statemachine/rollout.asl.json, handlers in ./rollout/): run by the
+ * local runner; not deployed yet (the stack's step functions are ALL_STEPS).
+ */
 export const ROLLOUT_STEPS: readonly StepDefinition<never, unknown>[] = [
   planRollout, loadRollout, nextWave, recordWave, summarizeTargetFailure, finishRollout,
 ] as unknown as StepDefinition<never, unknown>[];
 
-export const STEP_BY_PLACEHOLDER: ReadonlyMap<string, StepDefinition<never, unknown>> = new Map([...ALL_STEPS, ...ROLLOUT_STEPS].map((s) => [s.placeholder, s]));
+/** The plugin workflows' steps, each deployed as a Lambda (infra/constructs/step-functions.ts). */
+export const STEP_BY_PLACEHOLDER: ReadonlyMap<string, StepDefinition<never, unknown>> = new Map(ALL_STEPS.map((s) => [s.placeholder, s]));
+
+export const ROLLOUT_STEP_BY_PLACEHOLDER: ReadonlyMap<string, StepDefinition<never, unknown>> = new Map(ROLLOUT_STEPS.map((s) => [s.placeholder, s]));
+
+/** What the local runner binds Tasks to: every step. */
+export const LOCAL_STEP_BY_PLACEHOLDER: ReadonlyMap<string, StepDefinition<never, unknown>> = new Map([...STEP_BY_PLACEHOLDER, ...ROLLOUT_STEP_BY_PLACEHOLDER]);

@@ -5,7 +5,7 @@
  */
 import { StateMachine } from 'aws-local-stepfunctions';
 import { describe, expect, it } from 'vitest';
-import { STEP_BY_PLACEHOLDER } from '../../lambdas/handlers/all-steps.ts';
+import { ROLLOUT_STEP_BY_PLACEHOLDER, STEP_BY_PLACEHOLDER } from '../../lambdas/handlers/all-steps.ts';
 import { RETRYABLE_CODES } from '../../lambdas/core/errors.ts';
 import { definitionText, placeholders, ROLLOUT_DEFINITION, substitute, WORKFLOWS, workflowText, type WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
 
@@ -233,6 +233,8 @@ describe('all workflows together', () => {
     const rollout = JSON.parse(definitionText(ROLLOUT_DEFINITION)) as { States: Record<string, State & { ItemProcessor?: { States: Record<string, State> } }> };
     const rolloutStates = Object.values(rollout.States).flatMap((s) => [s, ...Object.values(s.ItemProcessor?.States ?? {})]);
     const used = new Set([...WORKFLOWS.flatMap((w) => Object.values(load(w).States)), ...rolloutStates].map(lambdaPlaceholder));
-    expect([...STEP_BY_PLACEHOLDER.keys()].filter((p) => !used.has(p))).toEqual([]);
+    expect([...STEP_BY_PLACEHOLDER.keys(), ...ROLLOUT_STEP_BY_PLACEHOLDER.keys()].filter((p) => !used.has(p))).toEqual([]);
+    // Every Lambda Task of the rollout has a rollout step.
+    for (const p of rolloutStates.map(lambdaPlaceholder).filter((x): x is string => x !== undefined)) expect(ROLLOUT_STEP_BY_PLACEHOLDER.has(p), p).toBe(true);
   });
 });

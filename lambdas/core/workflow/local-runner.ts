@@ -12,7 +12,7 @@
 import './polyfills.ts';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { bindStep } from '../../commons/step-handler.ts';
-import { STEP_BY_PLACEHOLDER } from '../../handlers/all-steps.ts';
+import { LOCAL_STEP_BY_PLACEHOLDER } from '../../handlers/all-steps.ts';
 import type { EventSink, PutEventsEntry } from '../events/event-sink.ts';
 import type { StepDeps } from '../steps/step-deps.ts';
 import { START_EXECUTION, START_EXECUTION_SYNC2, startedExecution, syncFailed, syncSucceeded, type ChildRun } from './child-executions.ts';
@@ -198,7 +198,7 @@ function buildMachine(options: RunOptions) {
       continue;
     }
     const placeholder = /^\$\{([A-Za-z0-9_]+)\}$/.exec(state.Resource)?.[1];
-    const step = placeholder ? STEP_BY_PLACEHOLDER.get(placeholder) : undefined;
+    const step = placeholder ? LOCAL_STEP_BY_PLACEHOLDER.get(placeholder) : undefined;
     if (!step) throw new Error(`${workflow}.asl.json: state ${name} uses ${state.Resource}, which no step implements`);
     handlers[name] = bindStep(step, deps);
   }
