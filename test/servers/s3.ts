@@ -12,6 +12,12 @@
  *   `{ requestChecksumCalculation: 'WHEN_REQUIRED' }` through `clientConfig` for such a test.
  * - s3rver checks no signatures against real credentials (any key pair is accepted), has no
  *   lifecycle rules, and copies objects up to any size in one CopyObject.
+ * - s3rver 3.7 ignores the conditional-write headers of PutObject (`If-None-Match: *`,
+ *   `If-Match: <etag>`) and DeleteObject (`If-Match`): it would overwrite or delete regardless.
+ *   This stand-in checks them in front of s3rver, as S3 does: 412 PreconditionFailed when an
+ *   object exists (If-None-Match) or its ETag differs (If-Match), 404 NoSuchKey for If-Match on
+ *   a missing key. Writes and deletes of one key are served one at a time (the check and the
+ *   write are atomic, as in S3), so racing conditional writes get exactly one winner.
  *
  * Faults: `failNext(code, status, times)` answers the next `times` requests with an S3 XML error
  * (e.g. `SlowDown`, 503) before s3rver sees them. `requests` counts what reached the endpoint.
@@ -25,6 +31,8 @@ import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 
 interface S3rverInstance {
   run(): Promise<{ address: string; port: number }>;
+  /** s3rver's FilesystemStore; `getMetadata` throws when the object does not exist. */
+  store: { getMetadata(bucket: string, key: string): Promise<{ etag: string }> };
   close(): Promise<void>;
   callback(): (req: IncomingMessage, res: ServerResponse) => void;
   httpServer?: Server;
@@ -47,6 +55,43 @@ export interface S3StandIn {
   /** A fresh client on this endpoint (e.g. `{ maxAttempts: 1 }` for fault tests). */
   newClient(config?: Partial<S3ClientConfig>): S3Client;
   stop(): Promise<void>;
+}
+
+/** A PutObject (not a copy, not a multipart part) or DeleteObject of one key, path-style. */
+interface ObjectWrite {
+  bucket: string;
+  key: string;
+  method: 'PUT' | 'DELETE';
+}
+
+function objectWrite(req: IncomingMessage): ObjectWrite | undefined {
+  if (req.method !== 'PUT' && req.method !== 'DELETE') return undefined;
+  const url = new URL(req.url ?? '/', 'http://stand-in');
+  if (url.searchParams.has('uploadId') || url.searchParams.has('partNumber') || req.headers['x-amz-copy-source']) return undefined;
+  const [bucket, ...rest] = url.pathname.slice(1).split('/');
+  if (!bucket || rest.length === 0 || rest.join('') === '') return undefined;
+  // Bucket subresources (?tagging, ?cors…) have no key; object subresources are not served here.
+  if ([...url.searchParams.keys()].some((k) => k !== 'x-id')) return undefined;
+  return { bucket, key: rest.map(decodeURIComponent).join('/'), method: req.method };
+}
+
+const unquote = (etag: string): string => etag.replace(/^W\//, '').replace(/^"|"$/g, '');
+
+/** S3's answer when the request's If-None-Match / If-Match does not hold; undefined when it does. */
+async function checkPreconditions(server: S3rverInstance, target: ObjectWrite, req: IncomingMessage): Promise<{ status: number; code: string; message: string } | undefined> {
+  const ifNoneMatch = target.method === 'PUT' ? req.headers['if-none-match'] : undefined;
+  const ifMatch = req.headers['if-match'];
+  if (ifNoneMatch === undefined && ifMatch === undefined) return undefined;
+  const current = await server.store.getMetadata(target.bucket, target.key).then((m) => unquote(m.etag), () => undefined);
+  if (ifNoneMatch !== undefined) {
+    if (ifNoneMatch !== '*') return { status: 501, code: 'NotImplemented', message: 'If-None-Match accepts only *' };
+    if (current !== undefined) return { status: 412, code: 'PreconditionFailed', message: 'At least one of the pre-conditions you specified did not hold' };
+  }
+  if (ifMatch !== undefined) {
+    if (current === undefined) return { status: 404, code: 'NoSuchKey', message: 'The specified key does not exist.' };
+    if (unquote(ifMatch) !== current) return { status: 412, code: 'PreconditionFailed', message: 'At least one of the pre-conditions you specified did not hold' };
+  }
+  return undefined;
 }
 
 export interface StartS3Options {
@@ -74,15 +119,41 @@ export async function startS3(options: StartS3Options = {}): Promise<S3StandIn> 
   let requests = 0;
   const faults: Array<{ code: string; status: number }> = [];
   const serve = server.callback();
+  const answer = (res: ServerResponse, status: number, code: string, message: string): void => {
+    const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>stand-in-${requests}</RequestId></Error>`;
+    res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), ...(status === 503 ? { 'retry-after': '1' } : {}) });
+    res.end(body);
+  };
+  const keyLocks = new Map<string, Promise<void>>();
   http.removeAllListeners('request');
   http.on('request', (req: IncomingMessage, res: ServerResponse) => {
     requests++;
     const fault = faults.shift();
-    if (!fault) return serve(req, res);
-    req.resume();
-    const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${fault.code}</Code><Message>injected ${fault.code}</Message><RequestId>stand-in-${requests}</RequestId></Error>`;
-    res.writeHead(fault.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), ...(fault.status === 503 ? { 'retry-after': '1' } : {}) });
-    res.end(body);
+    if (fault) {
+      req.resume();
+      answer(res, fault.status, fault.code, `injected ${fault.code}`);
+      return;
+    }
+    const target = objectWrite(req);
+    if (!target) return serve(req, res);
+    // One write or delete of a key at a time: the precondition holds until the write is done.
+    const lockKey = `${target.bucket}/${target.key}`;
+    const previous = keyLocks.get(lockKey) ?? Promise.resolve();
+    const done = new Promise<void>((resolve) => res.once('close', resolve));
+    const mine = previous.then(() => done);
+    keyLocks.set(lockKey, mine);
+    void mine.then(() => {
+      if (keyLocks.get(lockKey) === mine) keyLocks.delete(lockKey);
+    });
+    void previous.then(async () => {
+      const refusal = await checkPreconditions(server, target, req);
+      if (!refusal) return serve(req, res);
+      req.resume();
+      answer(res, refusal.status, refusal.code, refusal.message);
+    }).catch((err: unknown) => {
+      req.resume();
+      answer(res, 500, 'InternalError', `stand-in precondition check failed: ${String(err)}`);
+    });
   });
 
   const endpoint = `http://127.0.0.1:${port}`;
