@@ -1,6 +1,6 @@
 /**
  * The AWS deployment of workspace-plugin-installer: artifact bucket, step Lambdas, the install /
- * rollback / uninstall state machines, the event bus, the alarms and the operators' dashboard, and the HTTP API (API Gateway
+ * rollback / uninstall state machines, the fleet rollout state machine and its step Lambdas, the event bus, the alarms and the operators' dashboard, and the HTTP API (API Gateway
  * REST API with IAM auth + api Lambda) the control plane calls, and the scheduled snapshot
  * sweeper (one SSM Run Command over every workspace instance, followed by its own state machine),
  * and the SSM Command document that carries the host script (the only document the roles may send).
@@ -18,6 +18,7 @@ import { ControlPlaneApi } from './constructs/control-plane-api.ts';
 import { HostDocument } from './constructs/host-document.ts';
 import { PluginEventBus } from './constructs/event-bus.ts';
 import { OperationsDashboard } from './constructs/operations-dashboard.ts';
+import { RolloutWorkflow } from './constructs/rollout-workflow.ts';
 import { SnapshotSweeper } from './constructs/snapshot-sweeper.ts';
 import { StepLambdas } from './constructs/step-functions.ts';
 import { Workflows } from './constructs/workflows.ts';
@@ -35,6 +36,8 @@ export class PluginInstallerStack extends Stack {
   readonly steps: StepLambdas;
   readonly workflows: Workflows;
   readonly stateMachines: Readonly<Record<WorkflowName, sfn.StateMachine>>;
+  /** The fleet rollout (statemachine/rollout.asl.json), which starts the three workflows per target. */
+  readonly rollout: RolloutWorkflow;
   readonly alarms: InstallerAlarms;
   readonly alarmTopic: sns.Topic;
   readonly api: ControlPlaneApi;
@@ -55,12 +58,13 @@ export class PluginInstallerStack extends Stack {
     this.steps = new StepLambdas(this, 'Steps', { bucket: this.bucket, settings: props.settings, hostDocument: this.hostDocument });
     this.workflows = new Workflows(this, 'Workflows', { steps: this.steps, bus: this.bus });
     this.stateMachines = this.workflows.stateMachines;
+    this.rollout = new RolloutWorkflow(this, 'Rollout', { steps: this.steps, bus: this.bus, stateMachines: this.stateMachines, logGroup: this.workflows.logGroup });
     this.alarms = new InstallerAlarms(this, 'Alarms', {
       executionLogGroup: this.workflows.logGroup,
       subscriptions: { email: props.settings.alarmEmail, httpsUrl: props.settings.alarmHttpsUrl },
     });
     this.alarmTopic = this.alarms.topic;
-    this.api = new ControlPlaneApi(this, 'Api', { settings: props.settings, stateMachines: this.stateMachines, bucket: this.bucket, steps: this.steps });
+    this.api = new ControlPlaneApi(this, 'Api', { settings: props.settings, stateMachines: this.stateMachines, rollout: this.rollout, bucket: this.bucket, steps: this.steps });
     this.sweeper = new SnapshotSweeper(this, 'Sweeper', { settings: props.settings.sweep, alarmTopic: this.alarmTopic, hostDocument: this.hostDocument });
     this.dashboard = new OperationsDashboard(this, 'Operations', { stateMachines: this.stateMachines, steps: this.steps, alarms: this.alarms, sweeper: this.sweeper });
 
@@ -77,5 +81,6 @@ export class PluginInstallerStack extends Stack {
       const id = `${name.charAt(0).toUpperCase()}${name.slice(1)}StateMachineArn`;
       new CfnOutput(this, id, { value: this.stateMachines[name].stateMachineArn, description: `The ${name} workflow` });
     }
+    new CfnOutput(this, 'RolloutStateMachineArn', { value: this.rollout.stateMachine.stateMachineArn, description: 'The fleet rollout; its input is {rolloutId}, after the request is stored at rollouts/<rolloutId>/request.json (docs/workflows.md)' });
   }
 }

@@ -19,6 +19,12 @@
  *   Catch led to a `NotificationUndelivered…` Pass state, whose `PassStateEntered` event (state
  *   name only, no execution data) the metric filter counts. The execution's outcome is unchanged.
  * - `FailuresByCode` (ours, not alarmed): every failed execution, dimension `ErrorCode`.
+ *
+ * The fleet rollout logs to the same group. Its verdicts `RolloutHalted` and `RolloutFailed`
+ * (ROLLOUT_VERDICTS) are not system failures of their own: they sum up the target executions,
+ * each of which failed (and, for a system reason, paged) by itself. They are counted by code, not
+ * paged. A rollout step failing after its retries (`RolloutError`, with the step's error code) or
+ * PlanRollout refused for a system reason pages like any other system failure.
  */
 import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -67,6 +73,9 @@ export const INPUT_ERROR_CODES: readonly ErrorCode[] = (Object.keys(ERROR_CATEGO
   (code) => ERROR_CATEGORIES[code] === 'refused' || ERROR_CATEGORIES[code] === 'busy',
 );
 
+/** The fleet rollout's verdicts (statemachine/rollout.asl.json): counted, never paged (see above). */
+export const ROLLOUT_VERDICTS = ['RolloutHalted', 'RolloutFailed'] as const;
+
 /** Fail states only a system failure reaches: live had changed (reverted), or an operator is needed. */
 export const SYSTEM_FAIL_STATES = ['RolledBack', 'Reverted', ROLLBACK_FAILED, 'MarkerWriteFailed'] as const;
 
@@ -88,7 +97,7 @@ export function systemFailurePattern(): logs.IFilterPattern {
     logs.FilterPattern.all(
       logs.FilterPattern.stringValue('$.type', '=', 'ExecutionFailed'),
       logs.FilterPattern.exists('$.details.error'),
-      ...INPUT_ERROR_CODES.map((code) => logs.FilterPattern.stringValue('$.details.error', '!=', code)),
+      ...[...INPUT_ERROR_CODES, ...ROLLOUT_VERDICTS].map((code) => logs.FilterPattern.stringValue('$.details.error', '!=', code)),
     ),
   );
 }
@@ -175,7 +184,7 @@ export class InstallerAlarms extends Construct {
     const system = countInExecutionLog('SystemFailuresFilter', SYSTEM_FAILURES, systemFailurePattern());
     this.systemFailuresMetric = system.metric({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM });
     this.systemFailures = pageOnAny(this, 'SystemFailures', this.systemFailuresMetric, action,
-      `A plugin workflow failed for a system reason (host unreachable, disk full, a step that failed after live changed, a rollback or marker that needs an operator), not because of its input (${INPUT_ERROR_CODES.join(', ')} are counted, not paged). The execution history names the step and the error.`,
+      `A plugin workflow or fleet rollout failed for a system reason (host unreachable, disk full, a step that failed after live changed, a rollback or marker that needs an operator), not because of its input (${INPUT_ERROR_CODES.join(', ')} are counted, not paged, as are the rollout verdicts ${ROLLOUT_VERDICTS.join(', ')}, whose targets page by themselves). The execution history names the step and the error.`,
     );
 
     this.failuresByCode = countInExecutionLog(

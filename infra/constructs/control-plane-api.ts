@@ -27,6 +27,12 @@
  * host-access statements, plus: states:StartExecution on the three state machines,
  * states:DescribeExecution / GetExecutionHistory on their executions, and read access to
  * artifacts/ (presigned downloads).
+ *
+ * Fleet rollouts (POST /rollouts, GET /rollouts/{id}): ROLLOUT_STATE_MACHINE_ARN in the
+ * environment; states:StartExecution on the rollout state machine and states:DescribeExecution on
+ * its executions; s3:GetObject on rollouts/* (the record and result pages a report is read from)
+ * and s3:PutObject on rollouts/<id>/request.json only (a rollout starts by storing its request
+ * there: a 10,000-target list does not fit an execution input). Nothing on rollout-locks/.
  */
 import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
@@ -43,6 +49,8 @@ import { WORKFLOWS, type WorkflowName } from '../../lambdas/core/workflow/workfl
 import type { InstallerSettings } from '../settings.ts';
 import { ARTIFACTS_PREFIX } from './artifact-bucket.ts';
 import { acknowledge, acknowledgeWildcardResource } from './nag.ts';
+import { ROLLOUTS_PREFIX } from './rollout-steps.ts';
+import { deployedName, executionsOf, type RolloutWorkflow } from './rollout-workflow.ts';
 import {
   grantHostAccess,
   grantVpcNetworkInterfaces,
@@ -86,6 +94,9 @@ export const API_ROUTES: readonly ApiRoute[] = [
   { method: 'GET', path: '/workspaces/{id}/plugins/{name}/download', operation: 'DownloadPlugin' },
   { method: 'GET', path: '/executions/{id}', operation: 'DescribeExecution' },
 ];
+
+/** The rollout state machine's ARN in the api function's environment (read through lambdas/commons/aws-deps.ts). */
+export const ROLLOUT_STATE_MACHINE_ARN_VARIABLE = 'ROLLOUT_STATE_MACHINE_ARN';
 
 /** `install` → `STATE_MACHINE_INSTALL_ARN` (read by lambdas/commons/api-deps.ts). */
 export function stateMachineArnVariable(workflow: WorkflowName): string {
@@ -175,6 +186,8 @@ export interface ControlPlaneApiProps {
   readonly settings: InstallerSettings;
   /** Named state machines: IAM scopes the execution ARNs by their names. */
   readonly stateMachines: Readonly<Record<WorkflowName, sfn.StateMachine>>;
+  /** The fleet rollout the api starts and follows. */
+  readonly rollout: RolloutWorkflow;
   readonly bucket: IBucket;
   /** The step Lambdas: the api Lambda shares their environment and VPC placement. */
   readonly steps: StepLambdas;
@@ -213,6 +226,7 @@ export class ControlPlaneApi extends Construct {
 
     const machineArns: Record<string, string> = {};
     for (const name of WORKFLOWS) machineArns[stateMachineArnVariable(name)] = props.stateMachines[name].stateMachineArn;
+    machineArns[ROLLOUT_STATE_MACHINE_ARN_VARIABLE] = props.rollout.stateMachine.stateMachineArn;
 
     this.fn = new NodejsFunction(this, 'Function', {
       description: `workspace-plugin-installer HTTP API (${HANDLERS_DIR}/api.ts)`,
@@ -250,6 +264,27 @@ export class ControlPlaneApi extends Construct {
       actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
       resources: executionArns,
     }));
+    const rolloutExecutions = executionsOf(this, deployedName(props.rollout.stateMachine));
+    role.addToPolicy(new iam.PolicyStatement({
+      sid: 'StartRollouts',
+      actions: ['states:StartExecution'],
+      resources: [props.rollout.stateMachine.stateMachineArn],
+    }));
+    role.addToPolicy(new iam.PolicyStatement({
+      sid: 'FollowRollouts',
+      actions: ['states:DescribeExecution'],
+      resources: [rolloutExecutions],
+    }));
+    role.addToPolicy(new iam.PolicyStatement({
+      sid: 'ReadRolloutReports',
+      actions: ['s3:GetObject'],
+      resources: [props.bucket.arnForObjects(`${ROLLOUTS_PREFIX}*`)],
+    }));
+    role.addToPolicy(new iam.PolicyStatement({
+      sid: 'StoreRolloutRequests',
+      actions: ['s3:PutObject'],
+      resources: [props.bucket.arnForObjects(`${ROLLOUTS_PREFIX}*/request.json`)],
+    }));
     role.addToPolicy(new iam.PolicyStatement({
       sid: 'PresignDownloads',
       actions: ['s3:GetObject'],
@@ -267,6 +302,21 @@ export class ControlPlaneApi extends Construct {
         `Execution names are made per request (<workspace>-<plugin>-<stamp>); the api reads status and history only of executions of the ${WORKFLOWS[i]} state machine this stack deploys.`,
       );
     }
+    acknowledgeWildcardResource(
+      role,
+      rolloutExecutions,
+      'Rollout execution names are made per request (<rollout id>-<stamp>); the api reads the status only of executions of the rollout state machine this stack deploys.',
+    );
+    acknowledgeWildcardResource(
+      role,
+      props.bucket.arnForObjects(`${ROLLOUTS_PREFIX}*`),
+      'GET /rollouts/{id} reads a rollout\'s record and result pages below rollouts/<rollout id>/; the grant is read-only and limited to that prefix.',
+    );
+    acknowledgeWildcardResource(
+      role,
+      props.bucket.arnForObjects(`${ROLLOUTS_PREFIX}*/request.json`),
+      'POST /rollouts stores the request (up to 10,000 targets, too big for an execution input) at rollouts/<rollout id>/request.json; the grant is write-only and limited to those keys.',
+    );
     acknowledgeWildcardResource(
       role,
       props.bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`),

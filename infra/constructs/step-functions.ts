@@ -26,7 +26,12 @@
  *   Prepare    S3 on uploads/* (stream + validate) and artifacts/* (commit by copy), ListBucket
  *              on the bucket (so a missing key is a 404, not a 403)
  *   StageOnHost S3 GetObject on artifacts/* (stream to the host, or presign for SSM hosts)
- *   no other function gets S3.
+ *   no other plugin workflow step gets S3.
+ *
+ * The fleet rollout's steps (lambdas/handlers/rollout/, specs and their IAM in rollout-steps.ts)
+ * are built here too, the same way, each role with exactly what its spec lists: the rollout
+ * documents (rollouts/*, rollout-locks/*), PlanRollout Prepare's S3 rights, NextWave the host
+ * transports for its skip check. Only those that need it look workspaces up.
  */
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -42,6 +47,7 @@ import { eicNetworkPath, type InstallerSettings, type VpcPlacement } from '../se
 import { ARTIFACTS_PREFIX, UPLOADS_PREFIX } from './artifact-bucket.ts';
 import type { HostDocument } from './host-document.ts';
 import { acknowledge, acknowledgeWildcardResource } from './nag.ts';
+import { ROLLOUT_LOCKS_PREFIX, ROLLOUT_STEP_SPECS, ROLLOUTS_PREFIX, SKIP_CHECK_ROUNDS, type RolloutStepSpec } from './rollout-steps.ts';
 
 /** The repository root: esbuild's project root and where the lock file lives. */
 export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -124,9 +130,19 @@ export function hostOperationTimeoutMs(functionTimeout: Duration): number {
 }
 const HOST_STEP_MARGIN_MS = 15_000;
 
-/** `stage-on-host` → `StageOnHost`. */
+/**
+ * NextWave's host-operation budget per listing (HOST_STEP_TIMEOUT_MS): the host steps' budget
+ * (timeout less 15 s) shared by every round of a full skip-check scan, so a scan of unresponsive
+ * hosts still ends before the function does. A listing that runs out of time counts as
+ * "unknown": the target is installed, never wrongly skipped.
+ */
+export function rolloutHostTimeoutMs(spec: RolloutStepSpec): number {
+  return Math.floor(hostOperationTimeoutMs(spec.timeout) / SKIP_CHECK_ROUNDS);
+}
+
+/** `stage-on-host` → `StageOnHost`; a handler in a subdirectory by its file name (`rollout/next-wave` → `NextWave`). */
 export function stepId(file: string): string {
-  return file.split('-').map((part) => part.charAt(0).toUpperCase() + part.slice(1)).join('');
+  return file.split('/').pop()!.split('-').map((part) => part.charAt(0).toUpperCase() + part.slice(1)).join('');
 }
 
 /** The ASL placeholder a handler fills: `stage-on-host` → `StageOnHostFunctionArn`. */
@@ -258,6 +274,54 @@ export function grantHostAccess(role: iam.Role, settings: InstallerSettings, who
   );
 }
 
+/**
+ * Prepare's S3 rights (the install's Prepare, and PlanRollout, which runs the same code): stream
+ * the source into uploads/ while validating it, commit it under its digest in artifacts/.
+ */
+export function grantSourceStorage(role: iam.Role, bucket: IBucket, who: string): void {
+  role.addToPolicy(new iam.PolicyStatement({
+    sid: 'StreamUploads',
+    // AbortMultipartUpload: a tarball refused mid-stream aborts its multipart upload.
+    actions: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+    resources: [bucket.arnForObjects(`${UPLOADS_PREFIX}*`)],
+  }));
+  role.addToPolicy(new iam.PolicyStatement({
+    sid: 'CommitArtifacts',
+    actions: ['s3:PutObject', 's3:GetObject'],
+    resources: [bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`)],
+  }));
+  // Without ListBucket S3 answers HeadObject on a missing key with 403, not 404, and commit()
+  // could not tell "not stored yet" from "denied". Keys are sha256 digests and random ids.
+  role.addToPolicy(new iam.PolicyStatement({
+    sid: 'TellMissingFromDenied',
+    actions: ['s3:ListBucket'],
+    resources: [bucket.bucketArn],
+  }));
+  acknowledgeWildcardResource(role, bucket.arnForObjects(`${UPLOADS_PREFIX}*`), `${who} writes each upload under a fresh random key below uploads/; the grant is limited to that prefix of the artifact bucket.`);
+  acknowledgeWildcardResource(role, bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`), `${who} commits tarballs under their sha256 digest below artifacts/; the grant is limited to that prefix of the artifact bucket.`);
+}
+
+/**
+ * A rollout step's rights on the rollout documents: exactly the actions its spec lists on
+ * rollouts/* and rollout-locks/*, and ListBucket (so a missing document is a 404, not a 403)
+ * unless it already has it from grantSourceStorage.
+ */
+export function grantRolloutDocuments(role: iam.Role, bucket: IBucket, spec: RolloutStepSpec): void {
+  const grants: [string, string, readonly string[], string][] = [
+    ['RolloutDocuments', ROLLOUTS_PREFIX, spec.documents, 'A rollout\'s documents (request, record, result pages) live under rollouts/<rollout id>/, one key per page of 500 targets; the grant is limited to that prefix of the artifact bucket.'],
+    ['RolloutLocks', ROLLOUT_LOCKS_PREFIX, spec.locks, 'One rollout lock per plugin, rollout-locks/<plugin>.json, written only with S3 conditional writes; the grant is limited to that prefix of the artifact bucket.'],
+  ];
+  for (const [sid, prefix, actions, reason] of grants) {
+    if (actions.length === 0) continue;
+    const objects = bucket.arnForObjects(`${prefix}*`);
+    role.addToPolicy(new iam.PolicyStatement({ sid, actions: [...actions], resources: [objects] }));
+    acknowledgeWildcardResource(role, objects, reason);
+  }
+  if ((spec.documents.length > 0 || spec.locks.length > 0) && !spec.storesSource) {
+    role.addToPolicy(new iam.PolicyStatement({ sid: 'TellMissingFromDenied', actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }));
+  }
+}
+
 /** What AWSLambdaVPCAccessExecutionRole grants, inline: Lambda manages the function's ENIs. */
 export function grantVpcNetworkInterfaces(role: iam.Role): void {
   role.addToPolicy(new iam.PolicyStatement({
@@ -290,7 +354,8 @@ export interface StepLambdasProps {
 }
 
 export interface StepLambda {
-  readonly spec: StepSpec;
+  /** A plugin workflow step's spec, or a rollout step's (rollout-steps.ts). */
+  readonly spec: StepSpec | RolloutStepSpec;
   readonly placeholder: string;
   readonly fn: NodejsFunction;
   readonly role: iam.Role;
@@ -298,7 +363,10 @@ export interface StepLambda {
 }
 
 export class StepLambdas extends Construct {
+  /** The plugin workflows' steps (STEP_SPECS). */
   readonly steps: readonly StepLambda[];
+  /** The fleet rollout's steps (ROLLOUT_STEP_SPECS). */
+  readonly rolloutSteps: readonly StepLambda[];
   /** The environment every step gets (host steps add HOST_STEP_TIMEOUT_MS); the api Lambda starts from it too. */
   readonly environment: Readonly<Record<string, string>>;
   /** The VPC placement of every step (empty without VPC settings); the api Lambda shares it. */
@@ -331,61 +399,13 @@ export class StepLambdas extends Construct {
 
     const steps: StepLambda[] = [];
     for (const spec of STEP_SPECS) {
-      const name = stepId(spec.file);
-      const logGroup = new logs.LogGroup(this, `${name}Logs`, { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
-      const role = new iam.Role(this, `${name}Role`, {
-        assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-        description: `Execution role of the ${name} workflow step`,
-      });
-      role.addToPolicy(new iam.PolicyStatement({
-        sid: 'WriteOwnLogs',
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [logGroup.logGroupArn],
-      }));
-
-      const fn = new NodejsFunction(this, name, {
-        description: `workspace-plugin-installer step ${name} (lambdas/handlers/${spec.file}.ts)`,
-        entry: `${PROJECT_ROOT}${HANDLERS_DIR}/${spec.file}.ts`,
-        handler: 'handler',
-        projectRoot: PROJECT_ROOT,
-        depsLockFilePath: `${PROJECT_ROOT}package-lock.json`,
-        runtime: Runtime.NODEJS_22_X,
-        architecture: Architecture.ARM_64,
-        timeout: spec.timeout,
-        memorySize: spec.memorySize,
-        tracing: Tracing.ACTIVE,
-        role,
-        logGroup,
-        environment: isHostStep(spec) ? { ...environment, HOST_STEP_TIMEOUT_MS: String(hostStepTimeoutMs(spec)) } : environment,
-        ...placement,
-        bundling,
-      });
+      const step = this.stepFunction(spec, isHostStep(spec) ? { HOST_STEP_TIMEOUT_MS: String(hostStepTimeoutMs(spec)) } : {}, bundling, props);
+      const { role } = step;
 
       grantWorkspaceLookup(role);
       if (isHostStep(spec)) grantHostAccess(role, settings, 'Host steps', props.hostDocument);
 
-      if (spec.access === 'upload') {
-        role.addToPolicy(new iam.PolicyStatement({
-          sid: 'StreamUploads',
-          // AbortMultipartUpload: a tarball refused mid-stream aborts its multipart upload.
-          actions: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
-          resources: [props.bucket.arnForObjects(`${UPLOADS_PREFIX}*`)],
-        }));
-        role.addToPolicy(new iam.PolicyStatement({
-          sid: 'CommitArtifacts',
-          actions: ['s3:PutObject', 's3:GetObject'],
-          resources: [props.bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`)],
-        }));
-        // Without ListBucket S3 answers HeadObject on a missing key with 403, not 404, and commit()
-        // could not tell "not stored yet" from "denied". Keys are sha256 digests and random ids.
-        role.addToPolicy(new iam.PolicyStatement({
-          sid: 'TellMissingFromDenied',
-          actions: ['s3:ListBucket'],
-          resources: [props.bucket.bucketArn],
-        }));
-        acknowledgeWildcardResource(role, props.bucket.arnForObjects(`${UPLOADS_PREFIX}*`), 'Prepare writes each upload under a fresh random key below uploads/; the grant is limited to that prefix of the artifact bucket.');
-        acknowledgeWildcardResource(role, props.bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`), 'Prepare commits tarballs under their sha256 digest below artifacts/; the grant is limited to that prefix of the artifact bucket.');
-      }
+      if (spec.access === 'upload') grantSourceStorage(role, props.bucket, 'Prepare');
 
       if (spec.access === 'host-download') {
         role.addToPolicy(new iam.PolicyStatement({
@@ -406,12 +426,66 @@ export class StepLambdas extends Construct {
           + (settings.vpc ? ', and the ENI actions Lambda needs to attach the function to the VPC' : '')
           + '.',
       );
-      acknowledge(fn, 'AwsSolutions-L1', NODE_RUNTIME_REASON);
-
-      steps.push({ spec, placeholder: stepPlaceholder(spec.file), fn, role, logGroup });
+      steps.push(step);
     }
+
+    const rolloutSteps: StepLambda[] = [];
+    for (const spec of ROLLOUT_STEP_SPECS) {
+      const step = this.stepFunction(spec, spec.host ? { HOST_STEP_TIMEOUT_MS: String(rolloutHostTimeoutMs(spec)) } : {}, bundling, props);
+      const { role } = step;
+      if (spec.lookup) grantWorkspaceLookup(role);
+      if (spec.host) grantHostAccess(role, settings, 'NextWave lists the plugins on each target\'s host (the skip check) and needs to', props.hostDocument);
+      if (spec.storesSource) grantSourceStorage(role, props.bucket, 'PlanRollout');
+      grantRolloutDocuments(role, props.bucket, spec);
+      if (settings.vpc) grantVpcNetworkInterfaces(role);
+      acknowledgeWildcardResource(
+        role,
+        '*',
+        'Resource "*" only where IAM has no resource-level permissions: X-Ray PutTraceSegments/PutTelemetryRecords'
+          + (spec.lookup ? ', ec2:DescribeInstances' : '')
+          + (spec.host ? ', ssm:GetCommandInvocation/CancelCommand/ListCommandInvocations (command ids exist only after SendCommand)' : '')
+          + (settings.vpc ? ', and the ENI actions Lambda needs to attach the function to the VPC' : '')
+          + '.',
+      );
+      rolloutSteps.push(step);
+    }
+    this.rolloutSteps = rolloutSteps;
     this.steps = steps;
-    this.byPlaceholder = new Map(steps.map((s) => [s.placeholder, s]));
+    this.byPlaceholder = new Map([...steps, ...rolloutSteps].map((s) => [s.placeholder, s]));
+  }
+
+  /** One step's function, its own log group and its own role (logs only; the caller adds the rest). */
+  private stepFunction(spec: StepSpec | RolloutStepSpec, extraEnvironment: Record<string, string>, bundling: BundlingOptions, props: StepLambdasProps): StepLambda {
+    const name = stepId(spec.file);
+    const logGroup = new logs.LogGroup(this, `${name}Logs`, { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH });
+    const role = new iam.Role(this, `${name}Role`, {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Execution role of the ${name} ${spec.file.startsWith('rollout/') ? 'rollout' : 'workflow'} step`,
+    });
+    role.addToPolicy(new iam.PolicyStatement({
+      sid: 'WriteOwnLogs',
+      actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+      resources: [logGroup.logGroupArn],
+    }));
+    const fn = new NodejsFunction(this, name, {
+      description: `workspace-plugin-installer step ${name} (lambdas/handlers/${spec.file}.ts)`,
+      entry: `${PROJECT_ROOT}${HANDLERS_DIR}/${spec.file}.ts`,
+      handler: 'handler',
+      projectRoot: PROJECT_ROOT,
+      depsLockFilePath: `${PROJECT_ROOT}package-lock.json`,
+      runtime: Runtime.NODEJS_22_X,
+      architecture: Architecture.ARM_64,
+      timeout: spec.timeout,
+      memorySize: spec.memorySize,
+      tracing: Tracing.ACTIVE,
+      role,
+      logGroup,
+      environment: { ...this.environment, ...extraEnvironment },
+      ...this.placement,
+      bundling,
+    });
+    acknowledge(fn, 'AwsSolutions-L1', NODE_RUNTIME_REASON);
+    return { spec, placeholder: stepPlaceholder(spec.file), fn, role, logGroup };
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
  * The AWS composition root: every port backed by an AWS service, built once per Lambda
  * container from environment variables (set by infra/):
- *   ARTIFACT_BUCKET      S3 bucket of validated tarballs (required)
+ *   ARTIFACT_BUCKET      S3 bucket of validated tarballs (required); also holds the fleet
+ *                        rollouts' documents (rollouts/…, rollout-locks/…: S3RolloutStore)
  *   DEFAULT_TRANSPORT    eic | ssm, for instances without a PluginTransport tag (default ssm)
  *   EIC_OS_USER          OS user EC2 Instance Connect pushes keys for (default ubuntu)
  *   EIC_ENDPOINT_ID, EIC_ENDPOINT_DNS   connect through an EIC Endpoint (optional)
@@ -23,6 +24,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { S3ArtifactStore } from '../core/artifacts/s3-artifact-store.ts';
 import { PluginError } from '../core/errors.ts';
+import { S3RolloutStore } from '../core/rollout/s3-rollout-store.ts';
 import { eicHostResolver, type TunnelRefusal } from '../core/host/eic-host.ts';
 import { transportResolver, unavailableTransport, type HostResolver } from '../core/host/host-resolver.ts';
 import { ssmHostResolver } from '../core/host/ssm-host.ts';
@@ -91,6 +93,8 @@ export function awsDeps(env: NodeJS.ProcessEnv = process.env, clients: AwsClient
         : unavailableTransport('ssm', 'SSM_DOCUMENT_NAME is not set, so there is no plugin-host document to send', 'deploy with infra/ (it creates the document and sets SSM_DOCUMENT_NAME)'),
     }),
     artifacts: new S3ArtifactStore({ client: clients.s3, bucket }),
+    // The rollout steps' store; the plugin workflows' steps never touch it (and IAM keeps them off rollouts/*).
+    rollouts: new S3RolloutStore({ client: clients.s3, bucket }),
     sources: { s3: clients.s3, fetch: globalThis.fetch },
     leaseSeconds: positiveInt(env.LEASE_SECONDS, 900),
     // Lambda cannot vouch for a process on the workspace host: leases expire instead.

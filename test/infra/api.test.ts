@@ -326,6 +326,8 @@ describe('api Lambda', () => {
         STATE_MACHINE_INSTALL_ARN: { Ref: logicalId(app.stack.stateMachines.install) },
         STATE_MACHINE_ROLLBACK_ARN: { Ref: logicalId(app.stack.stateMachines.rollback) },
         STATE_MACHINE_UNINSTALL_ARN: { Ref: logicalId(app.stack.stateMachines.uninstall) },
+        // Read by the rollout routes (POST /rollouts, GET /rollouts/{id}).
+        ROLLOUT_STATE_MACHINE_ARN: { Ref: logicalId(app.stack.rollout.stateMachine) },
       });
       expect(Number(variables.HOST_STEP_TIMEOUT_MS)).toBeLessThan(API_FUNCTION_TIMEOUT.toMilliseconds());
     }
@@ -349,7 +351,7 @@ describe('api Lambda IAM', () => {
     return sortStatements(roleStatements(app.template, logicalId(app.stack.api.role)).map(normalize));
   }
 
-  it('may start exactly the three state machines and read only their executions', () => {
+  it('may start exactly the three state machines and the rollout, and read only their executions', () => {
     for (const [app, arn] of [
       [base, { partition: '<AWS::Partition>', region: '<AWS::Region>', account: '<AWS::AccountId>' }],
       [variant, { partition: 'aws', region: TEST_REGION, account: TEST_ACCOUNT }],
@@ -371,6 +373,14 @@ describe('api Lambda IAM', () => {
           resources: ['install', 'rollback', 'uninstall'].map((w) => `WorkspacePluginInstaller-${w}`).map((m) => `arn:${arn.partition}:states:${arn.region}:${arn.account}:execution:${m}:*`),
           condition: undefined,
         },
+        { sid: 'StartRollouts', effect: 'Allow', actions: ['states:StartExecution'], resources: [`<${logicalId(app.stack.rollout.stateMachine)}>`], condition: undefined },
+        {
+          sid: 'FollowRollouts',
+          effect: 'Allow',
+          actions: ['states:DescribeExecution'],
+          resources: [`arn:${arn.partition}:states:${arn.region}:${arn.account}:execution:WorkspacePluginInstaller-rollout:*`],
+          condition: undefined,
+        },
       ]));
     }
   });
@@ -379,11 +389,12 @@ describe('api Lambda IAM', () => {
     for (const app of [base, variant, noCloudWatchRole]) {
       const actions = allStatements(app.template).flatMap(actionsOf);
       expect(actions.filter((a) => a.includes('*'))).toEqual([]);
-      expect([...new Set(actions.filter((a) => a.startsWith('states:')))].sort()).toEqual(['states:DescribeExecution', 'states:GetExecutionHistory', 'states:StartExecution']);
+      // StopExecution: the rollout stops a child execution when it is stopped itself (test/infra/rollout.test.ts).
+      expect([...new Set(actions.filter((a) => a.startsWith('states:')))].sort()).toEqual(['states:DescribeExecution', 'states:GetExecutionHistory', 'states:StartExecution', 'states:StopExecution']);
     }
   });
 
-  it('reaches hosts with exactly the host steps\' statements and conditions, and reads artifacts/ only', () => {
+  it('reaches hosts with exactly the host steps\' statements and conditions, reads artifacts/ and rollouts/, and writes only rollout requests', () => {
     for (const app of [base, variant]) {
       const host = (list: ReturnType<typeof statements>) => list.filter((s) => HOST_SIDS.includes(s.sid));
       const acquireLock = STEP_SPECS.find((s) => s.file === 'acquire-lock')!;
@@ -396,11 +407,15 @@ describe('api Lambda IAM', () => {
     expect(s3).toEqual(sortStatements([
       { sid: 'PresignDownloads', effect: 'Allow', actions: ['s3:GetObject'], resources: [`${bucket}/artifacts/*`], condition: undefined },
       { sid: 'TellMissingFromDenied', effect: 'Allow', actions: ['s3:ListBucket'], resources: [bucket], condition: undefined },
+      { sid: 'ReadRolloutReports', effect: 'Allow', actions: ['s3:GetObject'], resources: [`${bucket}/rollouts/*`], condition: undefined },
+      { sid: 'StoreRolloutRequests', effect: 'Allow', actions: ['s3:PutObject'], resources: [`${bucket}/rollouts/*/request.json`], condition: undefined },
     ]));
+    // Never the rollout locks: only the rollout's own steps take and release them.
+    expect(s3.flatMap((s) => s.resources).filter((r) => r.includes('rollout-locks'))).toEqual([]);
   });
 
   it('has nothing else: own logs, X-Ray, the workspace lookup (and the ENI actions with VPC placement)', () => {
-    const known = new Set([...HOST_SIDS, 'StartWorkflows', 'FollowWorkflows', 'PresignDownloads', 'TellMissingFromDenied']);
+    const known = new Set([...HOST_SIDS, 'StartWorkflows', 'FollowWorkflows', 'StartRollouts', 'FollowRollouts', 'PresignDownloads', 'TellMissingFromDenied', 'ReadRolloutReports', 'StoreRolloutRequests']);
     const rest = (app: BuiltApp) => statements(app).filter((s) => !known.has(s.sid));
     expect(rest(base)).toEqual(sortStatements([
       { sid: 'WriteOwnLogs', effect: 'Allow', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [`<${logicalId(base.stack.api.logGroup)}.Arn>`], condition: undefined },

@@ -121,7 +121,7 @@ describe('physical names', () => {
     const staging = apps[1]!;
     expect(staging.stack.stackName).toBe('plugins-staging');
     const machines = Object.values(staging.template.findResources('AWS::StepFunctions::StateMachine')).map((r) => (r.Properties as { StateMachineName: string }).StateMachineName);
-    expect(machines.sort()).toEqual(['plugins-staging-install', 'plugins-staging-rollback', 'plugins-staging-sweep', 'plugins-staging-uninstall']);
+    expect(machines.sort()).toEqual(['plugins-staging-install', 'plugins-staging-rollback', 'plugins-staging-rollout', 'plugins-staging-sweep', 'plugins-staging-uninstall']);
     Template.fromStack(staging.stack).hasResourceProperties('AWS::Events::EventBus', { Name: 'plugins-staging-events' });
   });
 

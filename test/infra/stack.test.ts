@@ -20,8 +20,11 @@ import { STEP_BY_PLACEHOLDER } from '../../lambdas/handlers/all-steps.ts';
 import { awsDeps, defaultAwsClients } from '../../lambdas/commons/aws-deps.ts';
 import type { S3ArtifactStore } from '../../lambdas/core/artifacts/s3-artifact-store.ts';
 import { WORKSPACE_ID_TAG, type Ec2WorkspaceDirectory } from '../../lambdas/core/workspaces/ec2-workspace-directory.ts';
-import { FAILURES_BY_CODE, INPUT_ERROR_CODES, NOTIFICATIONS_UNDELIVERED, ROLLBACK_FAILED, SYSTEM_FAIL_STATES, SYSTEM_FAILURES, systemFailurePattern, UNDELIVERED_STATE_PREFIX } from '../../infra/constructs/alarms.ts';
-import { EVENT_SOURCE, PLUGIN_EVENT_TYPES } from '../../infra/constructs/event-bus.ts';
+import { FAILURES_BY_CODE, INPUT_ERROR_CODES, NOTIFICATIONS_UNDELIVERED, ROLLBACK_FAILED, ROLLOUT_VERDICTS, SYSTEM_FAIL_STATES, SYSTEM_FAILURES, systemFailurePattern, UNDELIVERED_STATE_PREFIX } from '../../infra/constructs/alarms.ts';
+import { ARCHIVED_EVENT_TYPES, EVENT_SOURCE, PLUGIN_EVENT_TYPES } from '../../infra/constructs/event-bus.ts';
+import { ROLLOUT_EVENT_TYPES } from '../../lambdas/core/events/event-sink.ts';
+import { definitionText, ROLLOUT_DEFINITION } from '../../lambdas/core/workflow/workflow-files.ts';
+import { ROLLOUT_STEP_SPECS } from '../../infra/constructs/rollout-steps.ts';
 
 const EVENT_BUS_NAME = 'WorkspacePluginInstaller-events';
 import { MIN_REASON_LENGTH } from '../../infra/constructs/nag.ts';
@@ -68,11 +71,12 @@ function stepOf(app: BuiltApp, spec: StepSpec) {
 }
 
 describe('resources', () => {
-  it('has the artifact bucket, its log bucket, 11 step Lambdas + the api Lambda + the sweeper, 3 workflow state machines + the sweep, the bus, the alarms, the REST API, the sweep schedule', () => {
+  it('has the artifact bucket, its log bucket, 11 step Lambdas + 6 rollout step Lambdas + the api Lambda + the sweeper, 3 workflow state machines + the rollout + the sweep, the bus, the alarms, the REST API, the sweep schedule', () => {
     const t = base.template;
     t.resourceCountIs('AWS::S3::Bucket', 2);
-    t.resourceCountIs('AWS::Lambda::Function', 13);
-    t.resourceCountIs('AWS::StepFunctions::StateMachine', 4);
+    t.resourceCountIs('AWS::Lambda::Function', STEP_SPECS.length + ROLLOUT_STEP_SPECS.length + 2);
+    expect(STEP_SPECS.length + ROLLOUT_STEP_SPECS.length + 2).toBe(19);
+    t.resourceCountIs('AWS::StepFunctions::StateMachine', 5);
     t.resourceCountIs('AWS::Events::EventBus', 1);
     t.resourceCountIs('AWS::Events::Archive', 1);
     t.resourceCountIs('AWS::SNS::Topic', 1);
@@ -82,7 +86,7 @@ describe('resources', () => {
     // SystemFailures, FailuresByCode, RollbackFailed, NotificationsUndelivered.
     t.resourceCountIs('AWS::Logs::MetricFilter', 4);
     t.resourceCountIs('AWS::ApiGateway::RestApi', 1);
-    // The sweeper's schedule, and nothing else.
+    // The sweeper's schedule, and nothing else (Step Functions manages the rule `.sync` uses itself).
     t.resourceCountIs('AWS::Events::Rule', 1);
     t.resourceCountIs('AWS::IAM::ManagedPolicy', 0);
     // No custom resources (e.g. a LogRetention Lambda): every function above is a step, the api or the sweeper.
@@ -96,9 +100,15 @@ describe('resources', () => {
     expect(stack.bus).toBeDefined();
     expect(stack.alarmTopic).toBeDefined();
     expect(stack.steps.steps).toHaveLength(STEP_SPECS.length);
+    expect(stack.steps.rolloutSteps).toHaveLength(ROLLOUT_STEP_SPECS.length);
     base.template.hasOutput('ArtifactBucketName', {});
     base.template.hasOutput('EventBusName', {});
     base.template.hasOutput('InstallStateMachineArn', {});
+    base.template.hasOutput('RolloutStateMachineArn', { Value: { Ref: logicalId(stack.rollout.stateMachine) } });
+    expect(Object.keys(base.template.toJSON().Outputs as object).sort()).toEqual([
+      'AlarmTopicArn', 'ApiInvokeArn', 'ApiUrl', 'ArtifactBucketName', 'DashboardName', 'EventBusName', 'HostDocumentName',
+      'InstallStateMachineArn', 'RollbackStateMachineArn', 'RolloutStateMachineArn', 'SweepStateMachineArn', 'SweeperFunctionName', 'UninstallStateMachineArn',
+    ]);
   });
 });
 
@@ -239,10 +249,10 @@ describe('step Lambdas', () => {
       SubnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'],
       SecurityGroupIds: ['sg-0123456789abcdef0'],
     };
-    // The steps and the api Lambda; the sweeper only calls the SSM API and stays outside (test/infra/sweeper.test.ts).
+    // The steps (the rollout's too) and the api Lambda; the sweeper only calls the SSM API and stays outside (test/infra/sweeper.test.ts).
     const functions = variant.template.findResources('AWS::Lambda::Function');
     const sweeper = logicalId(variant.stack.sweeper.fn);
-    expect(Object.keys(functions)).toHaveLength(STEP_SPECS.length + 2);
+    expect(Object.keys(functions)).toHaveLength(STEP_SPECS.length + ROLLOUT_STEP_SPECS.length + 2);
     for (const [id, fn] of Object.entries(functions)) {
       expect((fn.Properties as Record<string, unknown>).VpcConfig, id).toEqual(id === sweeper ? undefined : vpcConfig);
     }
@@ -528,18 +538,21 @@ describe('state machines', () => {
 });
 
 describe('event bus', () => {
-  it('is named <stackName>-events and archives the plugin events', () => {
+  it('is named <stackName>-events and archives the plugin events and the rollout events', () => {
     base.template.hasResourceProperties('AWS::Events::EventBus', { Name: EVENT_BUS_NAME });
     base.template.hasResourceProperties('AWS::Events::Archive', {
       SourceArn: { 'Fn::GetAtt': [logicalId(base.stack.bus), 'Arn'] },
-      EventPattern: { source: [EVENT_SOURCE], 'detail-type': [...PLUGIN_EVENT_TYPES] },
+      EventPattern: { source: [EVENT_SOURCE], 'detail-type': [...PLUGIN_EVENT_TYPES, ...ROLLOUT_EVENT_TYPES] },
       RetentionDays: 30,
     });
   });
 
-  it('knows every event type the workflows emit, and nothing else', () => {
+  it('knows every event type the workflows and the rollout emit, and nothing else', () => {
     const emitted = new Set(WORKFLOWS.flatMap((name) => [...workflowText(name).matchAll(/"DetailType": "([^"]+)"/g)].map((m) => m[1]!)));
     expect([...emitted].sort()).toEqual([...PLUGIN_EVENT_TYPES].sort());
+    const fromRollout = new Set([...definitionText(ROLLOUT_DEFINITION).matchAll(/"DetailType": "([^"]+)"/g)].map((m) => m[1]!));
+    expect([...fromRollout].sort()).toEqual([...ROLLOUT_EVENT_TYPES].sort());
+    expect([...ARCHIVED_EVENT_TYPES].sort()).toEqual([...emitted, ...fromRollout].sort());
   });
 });
 
@@ -549,6 +562,12 @@ describe('alarms', () => {
     const pattern = systemFailurePattern().logPatternString;
     for (const name of SYSTEM_FAIL_STATES) expect(pattern).toContain(`($.details.name = "${name}")`);
     for (const code of INPUT_ERROR_CODES) expect(pattern).toContain(`($.details.error != "${code}")`);
+    // The rollout's verdicts sum up child executions that count (and page) by themselves.
+    const rolloutFails = Object.values((JSON.parse(definitionText(ROLLOUT_DEFINITION)) as { States: Record<string, { Type: string; Error?: string }> }).States).filter((st) => st.Type === 'Fail').map((st) => st.Error);
+    for (const code of ROLLOUT_VERDICTS) {
+      expect(pattern).toContain(`($.details.error != "${code}")`);
+      expect(rolloutFails).toContain(code);
+    }
     expect(pattern).toMatch(/^\{ \(\(\$\.type = "FailStateEntered"\) && .*\) \|\| \(\(\$\.type = "ExecutionFailed"\) && /);
     base.template.hasResourceProperties('AWS::Logs::MetricFilter', {
       LogGroupName: { Ref: logGroup },
@@ -638,9 +657,10 @@ describe('alarms', () => {
       AlarmActions: [{ Ref: logicalId(base.stack.alarmTopic) }],
     });
     // Every Notify state is caught, into a Pass state the filter matches, which goes on to where
-    // the Notify state would have: the outcome does not change.
-    for (const name of WORKFLOWS) {
-      const states = (JSON.parse(workflowText(name)) as { States: Record<string, { Type: string; Resource?: string; Next?: string; Catch?: { ErrorEquals: string[]; Next: string }[] }> }).States;
+    // the Notify state would have: the outcome does not change. The rollout's too: it logs to the
+    // same group (test/infra/rollout.test.ts).
+    for (const name of [...WORKFLOWS, ROLLOUT_DEFINITION]) {
+      const states = (JSON.parse(definitionText(name)) as { States: Record<string, { Type: string; Resource?: string; Next?: string; Catch?: { ErrorEquals: string[]; Next: string }[] }> }).States;
       for (const [stateName, state] of Object.entries(states)) {
         if (state.Resource !== 'arn:aws:states:::events:putEvents') continue;
         expect(state.Catch, `${name}.${stateName}`).toHaveLength(1);

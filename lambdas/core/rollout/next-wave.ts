@@ -43,7 +43,8 @@ export interface Wave {
   items: WaveItem[];
 }
 
-const SKIP_CHECK_CONCURRENCY = 8;
+/** Hosts listed at once by the skip check; a scan of SCAN_LIMIT targets is SCAN_LIMIT / this rounds of listings. */
+export const SKIP_CHECK_CONCURRENCY = 8;
 
 function finished(record: RolloutRecord): Wave {
   return { done: true, number: record.waves, phase: 'done', canary: false, concurrency: 1, items: [] };
