@@ -7,7 +7,7 @@
  */
 import type { LocalDeps } from '../../lambdas/commons/local-deps.ts';
 import { errorFromFailure, PluginError } from '../../lambdas/core/errors.ts';
-import { readRolloutReport, type RolloutReport, type WorkspaceReport } from '../../lambdas/core/rollout/rollout-report.ts';
+import { contractReport, readRolloutReport, type RolloutReport, type WorkspaceReport } from '../../lambdas/core/rollout/rollout-report.ts';
 import { storeRolloutRequest } from '../../lambdas/core/rollout/rollout-request.ts';
 import type { RolloutRequest } from '../../lambdas/core/rollout/rollout-record.ts';
 import { newStamp } from '../../lambdas/core/stamp.ts';
@@ -23,19 +23,6 @@ export interface RolloutRun {
   /** A terminal: one progress line rewritten in place; otherwise one line per finished workspace. */
   tty: boolean;
   retryDelayMs?: number;
-}
-
-/** The --json object: exactly the contract's fields (README, "Fleet rollouts"). */
-export function contractReport(r: RolloutReport): Record<string, unknown> {
-  return {
-    status: r.status,
-    rollout: r.rollout,
-    plugin: r.plugin,
-    version: r.version,
-    sha256: r.sha256,
-    counts: r.counts,
-    workspaces: r.workspaces.map((w) => ({ workspace: w.workspace, status: w.status, ...(w.execution ? { execution: w.execution } : {}), ...(w.error ? { error: w.error } : {}) })),
-  };
 }
 
 function line(w: WorkspaceReport): string {

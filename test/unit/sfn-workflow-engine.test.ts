@@ -146,3 +146,34 @@ describe('find', () => {
     expect(sfn.commandCalls(GetExecutionHistoryCommand)).toHaveLength(0);
   });
 });
+
+describe('the fleet rollout (POST /rollouts, GET /rollouts/{id})', () => {
+  const ROLLOUT_SM = SM.replace('plugin-install', 'plugin-rollout');
+  const withRollout = () =>
+    new SfnWorkflowEngine({
+      client: new SFNClient({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } }),
+      stateMachines: { install: SM, rollback: SM.replace('install', 'rollback'), uninstall: SM.replace('install', 'uninstall'), rollout: ROLLOUT_SM },
+    });
+
+  it('starts the rollout state machine, and meets an existing execution of the same name', async () => {
+    sfn.on(StartExecutionCommand).resolvesOnce({ executionArn: `${ROLLOUT_SM.replace(':stateMachine:', ':execution:')}:r-1`, startDate: new Date() })
+      .rejects(new ExecutionAlreadyExists({ message: 'exists', $metadata: {} }));
+    expect(await withRollout().start('rollout', 'r-1', { rolloutId: 'r-1', resume: false })).toMatchObject({ id: 'rollout.r-1', existing: false });
+    expect(sfn.commandCalls(StartExecutionCommand)[0]!.args[0].input).toEqual({ stateMachineArn: ROLLOUT_SM, name: 'r-1', input: '{"rolloutId":"r-1","resume":false}' });
+    expect(await withRollout().start('rollout', 'r-1', {})).toMatchObject({ id: 'rollout.r-1', existing: true, executionArn: `${ROLLOUT_SM.replace(':stateMachine:', ':execution:')}:r-1` });
+  });
+
+  it('describes its status without reading the (long) history when asked for no steps', async () => {
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'RUNNING', startDate: new Date(0) });
+    const s = await withRollout().describe('rollout.r-1', { steps: false });
+    expect(s).toMatchObject({ id: 'rollout.r-1', workflow: 'rollout', status: 'RUNNING', steps: [] });
+    expect(sfn.commandCalls(GetExecutionHistoryCommand)).toHaveLength(0);
+  });
+
+  it('says which setting is missing when the deployment has no rollout state machine, calling nothing', async () => {
+    const err = await engine().start('rollout', 'r-1', {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PluginError);
+    expect((err as PluginError).message).toContain('ROLLOUT_STATE_MACHINE_ARN');
+    expect(sfn.calls()).toHaveLength(0);
+  });
+});

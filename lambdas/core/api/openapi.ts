@@ -4,7 +4,7 @@
  * docs/openapi.json; a test keeps the two equal).
  */
 import { toJSONSchema, type ZodType } from '../zod.ts';
-import { Accepted, ErrorBody, ExecutionBody, InstallBody, PluginList, PluginNameParam, WorkspaceIdParam } from './api-schemas.ts';
+import { Accepted, ErrorBody, ExecutionBody, InstallBody, PluginList, PluginNameParam, RolloutAccepted, RolloutBody, RolloutIdParam, RolloutStatusBody, WorkspaceIdParam } from './api-schemas.ts';
 
 function schema(type: ZodType): Record<string, unknown> {
   const { $schema: _ignored, ...rest } = toJSONSchema(type, { io: 'input' }) as Record<string, unknown>;
@@ -18,6 +18,12 @@ const pluginParam = { name: 'name', in: 'path', required: true, schema: schema(P
 const idempotencyKey = { name: 'Idempotency-Key', in: 'header', required: false, description: 'retries with the same key return the first execution', schema: { type: 'string', maxLength: 256 } };
 const unavailable = { ...errorResponse('transient failure looking up the workspace or reaching its host'), headers: { 'Retry-After': { schema: { type: 'integer' } } } };
 const accepted = { description: 'workflow started', headers: { Location: { schema: { type: 'string' } } }, content: { 'application/json': { schema: ref('Accepted') } } };
+const rolloutKey = { ...idempotencyKey, description: 'the rollout id is derived from it: a retry with the same key and body returns the first rollout (Idempotent-Replayed: true); the same key with another body is refused (422 IdempotencyKeyReused)' };
+
+/** The body's one rule JSON Schema can say and zod's object cannot: exactly one way to name the targets. */
+function rolloutRequestSchema(): Record<string, unknown> {
+  return { ...schema(RolloutBody), oneOf: [{ required: ['workspaces'] }, { required: ['selector'] }] };
+}
 
 export function openApiDocument(): Record<string, unknown> {
   return {
@@ -71,6 +77,34 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { 302: { description: 'redirect', headers: { Location: { schema: { type: 'string' } } } }, 404: errorResponse('unknown workspace or plugin'), 503: unavailable },
         },
       },
+      '/rollouts': {
+        post: {
+          summary: 'Roll a plugin version out to many workspaces (starts the fleet rollout workflow): canary first, then at most maxConcurrency installs at once, halting when failures exceed maxErrors',
+          description: 'Checked before anything starts: the body, that the source can be had, that the named workspaces exist (or the selector matches some), and, when the source names the plugin (local://name…), that no other rollout holds it. What needs the tarball (its validity, the runtimes it supports) is checked as the rollout starts; GET /rollouts/{id} then answers status refused or busy with the error.',
+          parameters: [rolloutKey],
+          requestBody: { required: true, content: { 'application/json': { schema: ref('RolloutRequest') } } },
+          responses: {
+            202: { description: 'rollout started', headers: { Location: { schema: { type: 'string' } } }, content: { 'application/json': { schema: ref('RolloutAccepted') } } },
+            400: errorResponse('bad input: the body (both or neither of workspaces/selector, maxConcurrency or canary out of range, a bad maxErrors), or a source that cannot be had'),
+            409: errorResponse('another rollout holds the plugin (RolloutBusy; the message names it)'),
+            413: errorResponse('request body larger than 64 KiB'),
+            422: errorResponse('unknown workspaces (WorkspaceNotFound, named), an https/github source without sha256, or an Idempotency-Key reused with another body'),
+            503: unavailable,
+          },
+        },
+      },
+      '/rollouts/{id}': {
+        get: {
+          summary: 'The rollout\'s report (the pluginctl rollout --json object), while it runs and after',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: schema(RolloutIdParam) }],
+          responses: {
+            200: { description: 'report; status running until it has finished', content: { 'application/json': { schema: ref('RolloutStatus') } } },
+            400: errorResponse('malformed rollout id'),
+            404: errorResponse('no such rollout'),
+            503: unavailable,
+          },
+        },
+      },
       '/executions/{id}': {
         get: {
           summary: 'Status and per-step summary of an execution',
@@ -90,6 +124,9 @@ export function openApiDocument(): Record<string, unknown> {
         PluginList: schema(PluginList),
         Execution: schema(ExecutionBody),
         Error: schema(ErrorBody),
+        RolloutRequest: rolloutRequestSchema(),
+        RolloutAccepted: schema(RolloutAccepted),
+        RolloutStatus: schema(RolloutStatusBody),
       },
     },
   };

@@ -2,10 +2,9 @@
  * The control plane's HTTP API, independent of how requests arrive (API Gateway proxy events in
  * the api Lambda, node:http in `pluginctl serve`). Each route validates its input, checks the
  * workspace (three outcomes), and starts a workflow or reads the host; it never waits for a
- * workflow to finish.
+ * workflow to finish. The fleet rollout's two routes are in rollout-api.ts.
  */
 import { createHash } from 'node:crypto';
-import type * as z from '../zod.ts';
 import { artifactKey } from '../artifacts/artifact-store.ts';
 import { PluginError } from '../errors.ts';
 import { executionName } from '../execution-name.ts';
@@ -14,58 +13,15 @@ import { pluginNameHint } from '../sources/name-hint.ts';
 import { assertSourcePinned } from '../sources/resolve-source.ts';
 import { newStamp } from '../stamp.ts';
 import { listPlugins } from '../steps/list-plugins.ts';
-import type { StepDeps } from '../steps/step-deps.ts';
-import type { StartedExecution, WorkflowEngine } from '../workflow/workflow-engine.ts';
+import type { StartedExecution } from '../workflow/workflow-engine.ts';
 import type { WorkflowName } from '../workflow/workflow-files.ts';
 import type { WorkspaceRecord } from '../workspaces/workspace-directory.ts';
-import { InstallBody, MAX_BODY_BYTES, PluginNameParam, WorkspaceIdParam } from './api-schemas.ts';
-import { statusOf } from './http-status.ts';
+import { errorResponse, json, parse, type ApiDeps, type ApiRequest, type ApiResponse } from './api-http.ts';
+import { InstallBody, MAX_BODY_BYTES, PluginNameParam, RolloutIdParam, WorkspaceIdParam } from './api-schemas.ts';
+import { getRollout, postRollout } from './rollout-api.ts';
 
-export interface ApiRequest {
-  method: string;
-  /** Path without the stage prefix, e.g. /workspaces/ws1/plugins. */
-  path: string;
-  /** Lower-cased header names. */
-  headers: Record<string, string | undefined>;
-  body: string | null;
-}
-
-export interface ApiResponse {
-  status: number;
-  headers: Record<string, string>;
-  body: string | null;
-}
-
-export interface ApiDeps {
-  steps: StepDeps;
-  engine: WorkflowEngine;
-  /** Prefix for URLs the API hands out (API Gateway stage, e.g. /prod). */
-  basePath?: string;
-  /** Seconds a download URL stays valid. */
-  downloadUrlSeconds?: number;
-}
-
-const JSON_HEADERS = { 'content-type': 'application/json' };
-/** How long a caller should wait after a transient failure (503). */
-const RETRY_AFTER_SECONDS = '5';
-
-function json(status: number, body: unknown, headers: Record<string, string> = {}): ApiResponse {
-  return { status, headers: { ...JSON_HEADERS, ...headers }, body: JSON.stringify(body) };
-}
-
-export function errorResponse(err: PluginError): ApiResponse {
-  const status = statusOf(err.code);
-  return json(status, { error: err.toJSON() }, status === 503 ? { 'retry-after': RETRY_AFTER_SECONDS } : {});
-}
-
-function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join('.') || what}: ${i.message}`).join('; ');
-    throw new PluginError('InvalidInput', `invalid ${what}: ${issues}`, 'see GET /openapi.json for the request shape');
-  }
-  return r.data;
-}
+export type { ApiDeps, ApiRequest, ApiResponse } from './api-http.ts';
+export { errorResponse } from './api-http.ts';
 
 /**
  * Looks the workspace up and applies the design's order: an external runtime answers 422 with
@@ -201,6 +157,8 @@ const ROUTES: [string, RegExp, (deps: ApiDeps, req: ApiRequest, params: string[]
   ['POST', /^\/workspaces\/([^/]+)\/plugins\/([^/]+)\/rollback$/, (d, r, [id, name]) => pluginOperation(d, r, parse(WorkspaceIdParam, id, 'workspace id'), parse(PluginNameParam, name, 'plugin name'), 'rollback')],
   ['GET', /^\/workspaces\/([^/]+)\/plugins\/([^/]+)\/download$/, (d, _r, [id, name]) => download(d, parse(WorkspaceIdParam, id, 'workspace id'), parse(PluginNameParam, name, 'plugin name'))],
   ['GET', /^\/executions\/([^/]+)$/, (d, _r, [id]) => execution(d, id!)],
+  ['POST', /^\/rollouts$/, (d, r) => postRollout(d, r)],
+  ['GET', /^\/rollouts\/([^/]+)$/, (d, _r, [id]) => getRollout(d, parse(RolloutIdParam, id, 'rollout id'))],
 ];
 
 export async function handleApiRequest(req: ApiRequest, deps: ApiDeps): Promise<ApiResponse> {

@@ -66,6 +66,26 @@ export async function acquireRolloutLock(store: RolloutStore, o: LockOptions): P
   throw new PluginError('RolloutBusy', `the rollout lock of ${o.plugin} kept changing while rollout ${o.rolloutId} tried to take it`, 'another rollout of this plugin is starting; retry once it is running or gone');
 }
 
+/** Whether a lock is still held: its lease runs and (locally) its holder process lives. */
+function live(lock: RolloutLock, now: Date): boolean {
+  return lock.expires > Math.floor(now.getTime() / 1000) && !holderGone(lock);
+}
+
+/**
+ * The synchronous half of the check PlanRollout makes when it takes the lock (POST /rollouts
+ * answers 409 before starting anything): RolloutBusy when another rollout holds the plugin.
+ */
+export async function assertRolloutLockFree(store: RolloutStore, plugin: string, rolloutId: string, now: Date): Promise<void> {
+  const current = await store.get<RolloutLock>(lockKey(plugin));
+  if (current && current.value.rolloutId !== rolloutId && live(current.value, now)) throw busy(plugin, current.value);
+}
+
+/** Whether `rolloutId` holds the plugin's lock now: its execution chain is alive. */
+export async function holdsRolloutLock(store: RolloutStore, plugin: string, rolloutId: string, now: Date): Promise<boolean> {
+  const current = await store.get<RolloutLock>(lockKey(plugin));
+  return Boolean(current && current.value.rolloutId === rolloutId && live(current.value, now));
+}
+
 /**
  * Extends the lease of a lock this rollout holds (each wave). A lock now held by another rollout
  * (ours expired and was taken over) stops this one: LockLost.

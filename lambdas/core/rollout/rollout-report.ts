@@ -1,6 +1,6 @@
 /**
- * What a rollout came to, per workspace: the `pluginctl rollout --json` object (and, later,
- * GET /rollouts/{id}), read from the store. While the rollout runs, `status` is `running` and
+ * What a rollout came to, per workspace: the `pluginctl rollout --json` object and the body of
+ * GET /rollouts/{id}, read from the store. While the rollout runs, `status` is `running` and
  * targets being installed are `in-flight`; a target NextWave picked but no execution reached
  * (a retried NextWave) reads `not-started` once the rollout has ended.
  */
@@ -58,5 +58,21 @@ export async function readRolloutReport(store: RolloutStore, rolloutId: string):
     counts: countsOf(record, inFlight),
     workspaces,
     record,
+  };
+}
+
+/**
+ * The contract's object (README, "Fleet rollouts"), exactly its fields in its order: what
+ * `pluginctl rollout --json` prints and GET /rollouts/{id} answers.
+ */
+export function contractReport(r: RolloutReport): Record<string, unknown> {
+  return {
+    status: r.status,
+    rollout: r.rollout,
+    plugin: r.plugin,
+    version: r.version,
+    sha256: r.sha256,
+    counts: r.counts,
+    workspaces: r.workspaces.map((w) => ({ workspace: w.workspace, status: w.status, ...(w.execution ? { execution: w.execution } : {}), ...(w.error ? { error: w.error } : {}) })),
   };
 }

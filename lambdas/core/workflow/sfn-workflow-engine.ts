@@ -13,13 +13,16 @@ import {
   type SFNClient,
 } from '@aws-sdk/client-sfn';
 import { errorFromFailure, PluginError } from '../errors.ts';
-import { executionId, parseExecutionId, type ExecutionStatus, type ExecutionStepSummary, type ExecutionSummary, type StartedExecution, type WorkflowEngine } from './workflow-engine.ts';
-import type { WorkflowName } from './workflow-files.ts';
+import { executionId, parseExecutionId, type DescribeOptions, type ExecutionStatus, type ExecutionStepSummary, type ExecutionSummary, type StartedExecution, type WorkflowEngine } from './workflow-engine.ts';
+import type { RunnableWorkflow, WorkflowName } from './workflow-files.ts';
 
 export interface SfnWorkflowEngineOptions {
   client: SFNClient;
-  /** State machine ARN per workflow. */
-  stateMachines: Record<WorkflowName, string>;
+  /**
+   * State machine ARN per workflow. The fleet rollout's is optional: a deployment without it
+   * still serves every plugin route, and POST /rollouts says what is missing.
+   */
+  stateMachines: Record<WorkflowName, string> & { rollout?: string };
 }
 
 const TRANSIENT = new Set(['ThrottlingException', 'TooManyRequestsException', 'ServiceUnavailable', 'InternalServerError', 'RequestTimeout']);
@@ -47,8 +50,14 @@ function executionArnOf(stateMachineArn: string, name: string): string {
 export class SfnWorkflowEngine implements WorkflowEngine {
   constructor(private readonly options: SfnWorkflowEngineOptions) {}
 
-  async start(workflow: WorkflowName, executionName: string, input: Record<string, unknown>): Promise<StartedExecution> {
-    const stateMachineArn = this.options.stateMachines[workflow];
+  #arnOf(workflow: RunnableWorkflow): string {
+    const arn = this.options.stateMachines[workflow];
+    if (!arn) throw new PluginError('HostStepFailed', `the ${workflow} state machine is not configured in this deployment (ROLLOUT_STATE_MACHINE_ARN is not set)`, 'deploy with infra/: it creates the rollout state machine and sets ROLLOUT_STATE_MACHINE_ARN on the api function');
+    return arn;
+  }
+
+  async start(workflow: RunnableWorkflow, executionName: string, input: Record<string, unknown>): Promise<StartedExecution> {
+    const stateMachineArn = this.#arnOf(workflow);
     const id = executionId(workflow, executionName);
     try {
       const out = await this.options.client.send(new StartExecutionCommand({ stateMachineArn, name: executionName, input: JSON.stringify(input) }));
@@ -61,8 +70,8 @@ export class SfnWorkflowEngine implements WorkflowEngine {
     }
   }
 
-  async find(workflow: WorkflowName, executionName: string): Promise<StartedExecution | undefined> {
-    const executionArn = executionArnOf(this.options.stateMachines[workflow], executionName);
+  async find(workflow: RunnableWorkflow, executionName: string): Promise<StartedExecution | undefined> {
+    const executionArn = executionArnOf(this.#arnOf(workflow), executionName);
     try {
       await this.options.client.send(new DescribeExecutionCommand({ executionArn }));
     } catch (err) {
@@ -72,9 +81,9 @@ export class SfnWorkflowEngine implements WorkflowEngine {
     return { id: executionId(workflow, executionName), executionArn, executionName, existing: true };
   }
 
-  async describe(id: string): Promise<ExecutionSummary | undefined> {
+  async describe(id: string, options: DescribeOptions = {}): Promise<ExecutionSummary | undefined> {
     const { workflow, executionName } = parseExecutionId(id);
-    const executionArn = executionArnOf(this.options.stateMachines[workflow], executionName);
+    const executionArn = executionArnOf(this.#arnOf(workflow), executionName);
     let described;
     try {
       described = await this.options.client.send(new DescribeExecutionCommand({ executionArn }));
@@ -85,11 +94,13 @@ export class SfnWorkflowEngine implements WorkflowEngine {
     const events: HistoryEvent[] = [];
     let nextToken: string | undefined;
     try {
-      do {
-        const page = await this.options.client.send(new GetExecutionHistoryCommand({ executionArn, nextToken, maxResults: 1000, includeExecutionData: false }));
-        events.push(...(page.events ?? []));
-        nextToken = page.nextToken;
-      } while (nextToken);
+      if (options.steps !== false) {
+        do {
+          const page = await this.options.client.send(new GetExecutionHistoryCommand({ executionArn, nextToken, maxResults: 1000, includeExecutionData: false }));
+          events.push(...(page.events ?? []));
+          nextToken = page.nextToken;
+        } while (nextToken);
+      }
     } catch (err) {
       return mapSfnError(err, `reading the history of ${id}`);
     }

@@ -1,10 +1,11 @@
 /**
  * The `WorkflowEngine` port: start a workflow execution and read back how it is going. Adapters:
  * AWS Step Functions (sfn-workflow-engine.ts) and the in-process runner (local-workflow-engine.ts)
- * behind `pluginctl serve`.
+ * behind `pluginctl serve`. Besides the plugin workflows it starts the fleet rollout
+ * (POST /rollouts), so the api Lambda and `pluginctl serve` share the route code.
  */
 import { PluginError } from '../errors.ts';
-import { WORKFLOWS, type WorkflowName } from './workflow-files.ts';
+import { ROLLOUT_DEFINITION, WORKFLOWS, type RunnableWorkflow } from './workflow-files.ts';
 
 export type ExecutionStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED';
 
@@ -28,7 +29,7 @@ export interface ExecutionStepSummary {
 export interface ExecutionSummary {
   id: string;
   executionArn: string;
-  workflow: WorkflowName;
+  workflow: RunnableWorkflow;
   status: ExecutionStatus;
   startedAt: string;
   stoppedAt: string | null;
@@ -36,23 +37,33 @@ export interface ExecutionSummary {
   error?: { code: string; message: string; hint: string };
 }
 
-export interface WorkflowEngine {
-  start(workflow: WorkflowName, executionName: string, input: Record<string, unknown>): Promise<StartedExecution>;
-  /** Undefined when there is no such execution. */
-  describe(id: string): Promise<ExecutionSummary | undefined>;
-  /** The execution of that name, if one was started (cheap: no history). */
-  find(workflow: WorkflowName, executionName: string): Promise<StartedExecution | undefined>;
+export interface DescribeOptions {
+  /**
+   * false: status, dates and error only, no per-step summary. A rollout's history runs to
+   * thousands of events (20 pages of GetExecutionHistory); GET /rollouts/{id} needs its status only.
+   */
+  steps?: boolean;
 }
 
-export function executionId(workflow: WorkflowName, executionName: string): string {
+export interface WorkflowEngine {
+  start(workflow: RunnableWorkflow, executionName: string, input: Record<string, unknown>): Promise<StartedExecution>;
+  /** Undefined when there is no such execution. */
+  describe(id: string, options?: DescribeOptions): Promise<ExecutionSummary | undefined>;
+  /** The execution of that name, if one was started (cheap: no history). */
+  find(workflow: RunnableWorkflow, executionName: string): Promise<StartedExecution | undefined>;
+}
+
+export function executionId(workflow: RunnableWorkflow, executionName: string): string {
   return `${workflow}.${executionName}`;
 }
 
-export function parseExecutionId(id: string): { workflow: WorkflowName; executionName: string } {
+const ENGINE_WORKFLOWS: readonly RunnableWorkflow[] = [...WORKFLOWS, ROLLOUT_DEFINITION];
+
+export function parseExecutionId(id: string): { workflow: RunnableWorkflow; executionName: string } {
   const dot = id.indexOf('.');
-  const workflow = id.slice(0, dot) as WorkflowName;
+  const workflow = id.slice(0, dot) as RunnableWorkflow;
   const executionName = id.slice(dot + 1);
-  if (dot < 0 || !WORKFLOWS.includes(workflow) || !/^[A-Za-z0-9_-]{1,80}$/.test(executionName)) {
+  if (dot < 0 || !ENGINE_WORKFLOWS.includes(workflow) || !/^[A-Za-z0-9_-]{1,80}$/.test(executionName)) {
     throw new PluginError('InvalidInput', `invalid execution id ${JSON.stringify(id.slice(0, 100))}`, 'use the id returned when the operation was started, e.g. install.<execution name>');
   }
   return { workflow, executionName };
