@@ -5,17 +5,20 @@
  *   0 every target succeeded or was skipped · 2 refused, nothing started · 3 halted, or some
  *   target failed · 4 another rollout holds the plugin
  */
-import type { LocalDeps } from '../../lambdas/commons/local-deps.ts';
 import { errorFromFailure, PluginError } from '../../lambdas/core/errors.ts';
+import type { EventSink } from '../../lambdas/core/events/event-sink.ts';
 import { contractReport, readRolloutReport, type RolloutReport, type WorkspaceReport } from '../../lambdas/core/rollout/rollout-report.ts';
 import { storeRolloutRequest } from '../../lambdas/core/rollout/rollout-request.ts';
 import type { RolloutRequest } from '../../lambdas/core/rollout/rollout-record.ts';
+import type { RolloutStore } from '../../lambdas/core/rollout/rollout-store.ts';
 import { newStamp } from '../../lambdas/core/stamp.ts';
+import type { StepDeps } from '../../lambdas/core/steps/step-deps.ts';
 import { runWorkflow, type RunOutcome } from '../../lambdas/core/workflow/local-runner.ts';
 import { EXIT, statusOfError } from './exit-codes.ts';
 
 export interface RolloutRun {
-  deps: LocalDeps;
+  /** pluginctl's local ports; tests and the bench drive the same loop over the AWS adapters. */
+  deps: StepDeps & { events: EventSink; rollouts: RolloutStore };
   request: RolloutRequest;
   json: boolean;
   out: (text: string) => void;
@@ -23,6 +26,8 @@ export interface RolloutRun {
   /** A terminal: one progress line rewritten in place; otherwise one line per finished workspace. */
   tty: boolean;
   retryDelayMs?: number;
+  /** Each execution's outcome as it ends: the rollout's own (its continue-as-new chain) and its children's. */
+  onExecution?: (outcome: RunOutcome, kind: 'rollout' | 'child') => void;
 }
 
 function line(w: WorkspaceReport): string {
@@ -69,8 +74,9 @@ export async function runRollout(run: RolloutRun): Promise<number> {
         inFlight++;
         if (run.tty) void progress();
       },
-      onEnd: () => {
+      onEnd: (_workflow, _name, child) => {
         inFlight--;
+        run.onExecution?.(child, 'child');
       },
     },
     onStepEnd: (step) => {
@@ -78,7 +84,11 @@ export async function runRollout(run: RolloutRun): Promise<number> {
     },
   });
   // A continue-as-new chain: each execution started the next one before it ended.
-  while (chain.length) outcome = await chain.shift()!;
+  run.onExecution?.(outcome, 'rollout');
+  while (chain.length) {
+    outcome = await chain.shift()!;
+    run.onExecution?.(outcome, 'rollout');
+  }
 
   const planned = outcome.steps.some((s) => s.name === 'PlanRollout' && s.status === 'succeeded') || outcome.steps.some((s) => s.name === 'LoadRollout');
   if (!planned && outcome.status === 'FAILED') {

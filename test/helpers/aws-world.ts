@@ -12,13 +12,15 @@ import { S3ArtifactStore } from '../../lambdas/core/artifacts/s3-artifact-store.
 import { JsonlEventSink } from '../../lambdas/core/events/jsonl-event-sink.ts';
 import type { EventSink } from '../../lambdas/core/events/event-sink.ts';
 import { transportResolver, type HostResolver } from '../../lambdas/core/host/host-resolver.ts';
+import { DirectoryRolloutStore } from '../../lambdas/core/rollout/directory-rollout-store.ts';
+import type { RolloutStore } from '../../lambdas/core/rollout/rollout-store.ts';
 import type { Runtime } from '../../lambdas/core/runtimes.ts';
 import type { StepDeps } from '../../lambdas/core/steps/step-deps.ts';
 import { Ec2WorkspaceDirectory } from '../../lambdas/core/workspaces/ec2-workspace-directory.ts';
 import { BUNDLED_CATALOG } from '../../lambdas/commons/local-deps.ts';
 import { startEc2Api, type Ec2ApiStandIn, type Ec2State, type StandInInstance } from '../servers/ec2-api.ts';
 import { startS3, type S3StandIn } from '../servers/s3.ts';
-import { instanceIdFor, startSsmHarness, type SsmHarness } from '../servers/ssm-harness.ts';
+import { instanceIdFor, startSsmHarness, type SsmHarness, type SsmHarnessOptions } from '../servers/ssm-harness.ts';
 import { TEST_CREDENTIALS } from '../servers/sigv4.ts';
 
 export interface WorkspaceSpec {
@@ -26,10 +28,13 @@ export interface WorkspaceSpec {
   runtime?: Runtime;
   state?: Ec2State;
   transport?: 'ssm' | 'eic';
+  /** More EC2 tags of its instance (a rollout's tag selector picks by them). */
+  tags?: Record<string, string>;
 }
 
 export interface AwsWorld {
-  deps: StepDeps & { events: EventSink };
+  /** With a RolloutStore in the world's temp dir (the bucket's adapter comes with the infra pass). */
+  deps: StepDeps & { events: EventSink; rollouts: RolloutStore };
   ec2: Ec2ApiStandIn;
   s3: S3StandIn;
   ssm: SsmHarness;
@@ -43,13 +48,24 @@ export interface AwsWorld {
 export interface ExtraTransport {
   resolver: HostResolver;
   hostRoot: string;
-  register(spec: WorkspaceSpec): { instanceId: string; privateIp: string };
+  /** `hostRoot`: this workspace's own `/` on this machine, when it is not the transport's. */
+  register(spec: WorkspaceSpec): { instanceId: string; privateIp: string; hostRoot?: string };
 }
 
-export async function startAwsWorld(workspaces: WorkspaceSpec[], options: { eic?: ExtraTransport } = {}): Promise<AwsWorld> {
+export interface AwsWorldOptions {
+  eic?: ExtraTransport;
+  /** Options of the SSM harness (e.g. the instances' environment). */
+  ssm?: SsmHarnessOptions;
+  /** Every SSM workspace on an instance with a filesystem of its own (SsmHarness.rootOf). */
+  ownRoots?: boolean;
+  /** Where the workflows find `local://` sources (default the bundled catalog). */
+  catalogDir?: string;
+}
+
+export async function startAwsWorld(workspaces: WorkspaceSpec[], options: AwsWorldOptions = {}): Promise<AwsWorld> {
   const dir = await mkdtemp(join(tmpdir(), 'aws-world-'));
   const s3 = await startS3();
-  const ssm = await startSsmHarness();
+  const ssm = await startSsmHarness(options.ssm);
   const instances: StandInInstance[] = [];
   const roots = new Map<string, string>();
   for (const w of workspaces) {
@@ -59,22 +75,24 @@ export async function startAwsWorld(workspaces: WorkspaceSpec[], options: { eic?
     let privateIp = '127.0.0.1';
     if (transport === 'eic') {
       if (!options.eic) throw new Error('an eic workspace needs the EIC harness');
-      ({ instanceId, privateIp } = options.eic.register(w));
-      roots.set(w.id, options.eic.hostRoot);
+      const registered = options.eic.register(w);
+      ({ instanceId, privateIp } = registered);
+      roots.set(w.id, registered.hostRoot ?? options.eic.hostRoot);
     } else {
-      ssm.workspace(w.id, runtime);
-      roots.set(w.id, ssm.hostRoot);
+      ssm.workspace(w.id, runtime, { ownRoot: options.ownRoots ?? false });
+      roots.set(w.id, ssm.rootOf(w.id));
     }
-    instances.push({ instanceId, state: w.state ?? 'running', privateIp, tags: { WorkspaceId: w.id, Runtime: runtime, PluginTransport: transport } });
+    instances.push({ instanceId, state: w.state ?? 'running', privateIp, tags: { ...w.tags, WorkspaceId: w.id, Runtime: runtime, PluginTransport: transport } });
   }
   const ec2 = await startEc2Api({ instances });
   const ec2Client = new EC2Client({ endpoint: ec2.endpoint, region: 'us-east-1', credentials: { ...TEST_CREDENTIALS }, maxAttempts: 1 });
   const eventsFile = join(dir, 'events.jsonl');
-  const deps: StepDeps & { events: EventSink } = {
+  const deps: AwsWorld['deps'] = {
     workspaces: new Ec2WorkspaceDirectory({ client: ec2Client, defaultTransport: 'ssm' }),
     hosts: transportResolver({ ssm: ssm.resolver, ...(options.eic ? { eic: options.eic.resolver } : {}) }),
     artifacts: new S3ArtifactStore({ client: s3.client, bucket: s3.bucket }),
-    sources: { s3: s3.client, catalogDir: BUNDLED_CATALOG },
+    rollouts: new DirectoryRolloutStore(join(dir, 'rollouts')),
+    sources: { s3: s3.client, catalogDir: options.catalogDir ?? BUNDLED_CATALOG },
     leaseSeconds: 600,
     lockOwnerPid: 0,
     hostTimeoutMs: 30_000,

@@ -5,8 +5,14 @@
  * workspace's plugins root is `<hostRoot>/configs/plugins`). The stand-in knows one document,
  * TEST_DOCUMENT_NAME: the stack's plugin-host document built with rootPrefix '.' (each command's
  * working directory, here hostRoot), the only difference from the one the stack deploys.
+ *
+ * A fleet whose instances must not share one filesystem (a rollout checks each host's state)
+ * registers them with `ownRoot`: such an instance's `/` is `<hostRoot>/instances/<workspace id>`
+ * (its commands' working directory), reached through a resolver of its own with that rootPrefix
+ * (one SSMClient for all).
  */
 import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,12 +32,19 @@ export interface SsmHarnessOptions {
   api?: Partial<Omit<SsmApiOptions, 'instances'>>;
   /** The agent's launcher on every instance of the harness (FakeInstance.launcher). */
   launcher?: string[];
+  /** Extra environment of every instance's commands (e.g. a PATH with fault shims first). */
+  env?: Record<string, string>;
 }
 
 export interface SsmHarness {
   resolver: HostResolver;
-  /** A running workspace on its own managed fake instance (`i-` + 17 hex derived from the id). */
-  workspace(id: string, runtime?: Runtime): WorkspaceRecord;
+  /**
+   * A running workspace on its own managed fake instance (`i-` + 17 hex derived from the id);
+   * with `ownRoot`, the instance has a filesystem of its own (rootOf).
+   */
+  workspace(id: string, runtime?: Runtime, options?: { ownRoot?: boolean }): WorkspaceRecord;
+  /** The directory standing in for this workspace's instance's `/`. */
+  rootOf(id: string): string;
   /** The directory standing in for every fake instance's `/`. */
   hostRoot: string;
   /** TMPDIR of the harness's instances (`<hostRoot>/tmp`). */
@@ -67,17 +80,28 @@ export async function startSsmHarness(options: SsmHarnessOptions = {}): Promise<
     credentials: { ...TEST_CREDENTIALS },
   };
   const client = new SSMClient(clientConfig);
-  const resolver = ssmHostResolver({ client, documentName: TEST_DOCUMENT_NAME, rootPrefix: hostRoot, pollInitialMs: 25, pollMaxMs: 250, reportGraceMs: 1_000, ...options.host });
+  const resolverAt = (rootPrefix: string) => ssmHostResolver({ client, documentName: TEST_DOCUMENT_NAME, rootPrefix, pollInitialMs: 25, pollMaxMs: 250, reportGraceMs: 1_000, ...options.host });
+  const shared = resolverAt(hostRoot);
+  /** Instances with a filesystem of their own: their root and resolver, by instance id. */
+  const own = new Map<string, { root: string; resolver: HostResolver }>();
+  const rootOfInstance = (instanceId: string) => own.get(instanceId)?.root ?? hostRoot;
+  const resolver: HostResolver = (workspace) => (own.get(workspace.instanceId ?? '')?.resolver ?? shared)(workspace);
   return {
     resolver,
+    rootOf: (id) => rootOfInstance(instanceIdFor(id)),
     hostRoot,
     tmpDir: tmp,
     api,
     client,
     clientConfig,
-    workspace(id, runtime = 'claude-code') {
+    workspace(id, runtime = 'claude-code', { ownRoot = false } = {}) {
       const instanceId = instanceIdFor(id);
-      api.instances[instanceId] ??= { root: hostRoot, managed: true, tags: { WorkspaceId: id, Runtime: runtime }, env: { TMPDIR: tmp }, ...(options.launcher ? { launcher: options.launcher } : {}) };
+      if (ownRoot && !own.has(instanceId)) {
+        const root = join(hostRoot, 'instances', id);
+        mkdirSync(root, { recursive: true });
+        own.set(instanceId, { root, resolver: resolverAt(root) });
+      }
+      api.instances[instanceId] ??= { root: rootOfInstance(instanceId), managed: true, tags: { WorkspaceId: id, Runtime: runtime }, env: { TMPDIR: tmp, ...options.env }, ...(options.launcher ? { launcher: options.launcher } : {}) };
       return { id, runtime, transport: 'ssm', instanceId, privateIp: '127.0.0.1' };
     },
     async stop() {
