@@ -24,7 +24,7 @@ export const ALL_STEPS: readonly StepDefinition<never, unknown>[] = [
 
 /**
  * The fleet rollout's steps (statemachine/rollout.asl.json, handlers in ./rollout/): run by the
- * local runner; not deployed yet (the stack's step functions are ALL_STEPS).
+ * local runner, and each deployed as a Lambda too (ROLLOUT_STEP_SPECS in infra/constructs/rollout-steps.ts).
  */
 export const ROLLOUT_STEPS: readonly StepDefinition<never, unknown>[] = [
   planRollout, loadRollout, nextWave, recordWave, summarizeTargetFailure, finishRollout,

@@ -165,7 +165,7 @@ describe('S3RolloutStore: errors', () => {
     expect((await store().get(k))?.value).toEqual({ a: 1 });
   });
 
-  it('throttling and 5xx are HostUnreachable (the Tasks retry them)', async () => {
+  it('throttling, 5xx and an unreachable endpoint are HostUnreachable (the Tasks retry them)', async () => {
     const once = store(s3.newClient({ maxAttempts: 1 }));
     s3.failNext('SlowDown', 503);
     const slow = await expectCode(once.put(key(), {}), 'HostUnreachable');
@@ -175,6 +175,9 @@ describe('S3RolloutStore: errors', () => {
     await expectCode(once.get(key()), 'HostUnreachable');
     s3.failNext('SlowDown', 503);
     await expectCode(once.create(key(), {}), 'HostUnreachable');
+    // Nothing listening (a closed loopback port): the service was not reached at all.
+    const nowhere = store(s3.newClient({ endpoint: 'http://127.0.0.1:9', maxAttempts: 1 }));
+    await expectCode(nowhere.get(key()), 'HostUnreachable');
   });
 
   it('a 412 on an unconditional write is not a lost precondition but an error', async () => {
