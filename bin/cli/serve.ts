@@ -1,8 +1,10 @@
 /**
  * `pluginctl serve`: the control plane's HTTP API on localhost, over the same route code as the
- * api Lambda, backed by the in-process workflow engine and the embedded ports. Every route needs
- * `Authorization: Bearer $PLUGINCTL_TOKEN`, except the signed download links it hands out
- * (their signature is the credential, as with S3 presigned URLs).
+ * api Lambda, backed by the in-process workflow engine and the embedded ports (fleet rollouts
+ * included: POST /rollouts runs statemachine/rollout.asl.json in this process, as `pluginctl
+ * rollout` does, its documents in the directory RolloutStore under $PLUGINCTL_HOME/artifacts).
+ * Every route needs `Authorization: Bearer $PLUGINCTL_TOKEN`, except the signed download links it
+ * hands out (their signature is the credential, as with S3 presigned URLs).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -100,7 +102,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         const body = await readBody(req, MAX_BODY_BYTES);
         const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? v.join(',') : v]));
         const response = body.tooLarge
-          ? { status: 413, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: { code: 'InvalidInput', message: `request body is larger than ${MAX_BODY_BYTES} bytes`, hint: 'send only {source, sha256?, runtime?}' } }) }
+          ? { status: 413, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: { code: 'InvalidInput', message: `request body is larger than ${MAX_BODY_BYTES} bytes`, hint: 'send only the fields of the route\'s request body (GET /openapi.json)' } }) }
           : await handleApiRequest({ method: req.method ?? 'GET', path, headers, body: body.text || null }, { steps: deps, engine });
         options.log?.(`${req.method} ${path} → ${response.status}`);
         send(res, response.status, response.headers, response.body);

@@ -2,19 +2,23 @@
  * The HTTP API end to end over real HTTP against `pluginctl serve` (in-process server, real
  * workflows and host steps): install, list, download, uninstall, rollback, execution status;
  * 401 without the token; 422 with the hint for an external workspace; one execution per
- * Idempotency-Key.
+ * Idempotency-Key; a fleet rollout (POST /rollouts, GET /rollouts/{id}) run in-process as
+ * `pluginctl rollout` runs it.
  */
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RolloutStatusBody } from '../../lambdas/core/api/api-schemas.ts';
 import { openApiDocument } from '../../lambdas/core/api/openapi.ts';
 import { startServer, type RunningServer } from '../../bin/cli/serve.ts';
+import { gateHostOp } from '../helpers/host-gate.ts';
 
 const TOKEN = 'test-token-0123456789';
 let home: string;
 let server: RunningServer;
+const FLEET = ['f1', 'f2', 'f3', 'f4', 'f5'];
 
 async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(`${server.url}${path}`, {
@@ -46,7 +50,14 @@ beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), 'serve-'));
   await writeFile(
     join(home, 'workspaces.json'),
-    JSON.stringify({ workspaces: { ws1: { runtime: 'claude-code' }, ext: { runtime: 'external' }, sleepy: { runtime: 'hermes', state: 'stopped' } } }),
+    JSON.stringify({
+      workspaces: {
+        ws1: { runtime: 'claude-code' },
+        ext: { runtime: 'external' },
+        sleepy: { runtime: 'hermes', state: 'stopped' },
+        ...Object.fromEntries(FLEET.map((id) => [id, { runtime: 'claude-code' }])),
+      },
+    }),
   );
   server = await startServer({ home, token: TOKEN, port: 0, retryDelayMs: 5 });
 });
@@ -57,7 +68,7 @@ afterAll(async () => {
 
 describe('pluginctl serve', () => {
   it('refuses every route without the bearer token (401)', async () => {
-    for (const [method, path] of [['GET', '/workspaces/ws1/plugins'], ['POST', '/workspaces/ws1/plugins'], ['GET', '/openapi.json'], ['GET', '/executions/install.x']]) {
+    for (const [method, path] of [['GET', '/workspaces/ws1/plugins'], ['POST', '/workspaces/ws1/plugins'], ['GET', '/openapi.json'], ['GET', '/executions/install.x'], ['POST', '/rollouts'], ['GET', '/rollouts/r1']]) {
       const res = await fetch(`${server.url}${path}`, { method });
       expect(res.status, path).toBe(401);
       const wrong = await fetch(`${server.url}${path}`, { method, headers: { authorization: 'Bearer nope' } });
@@ -154,4 +165,70 @@ describe('pluginctl serve', () => {
     const committed = JSON.parse(await readFile(new URL('../../docs/openapi.json', import.meta.url), 'utf8')) as unknown;
     expect(committed, 'docs/openapi.json is stale: run npm run openapi').toEqual(openApiDocument());
   });
+
+  it('rolls a plugin out to a fleet: v1 everywhere, then v2, GET /rollouts/{id} reporting it while it runs and after', async () => {
+    const body = (version: string) => ({ source: `local://hello-skills@${version}`, workspaces: FLEET, maxConcurrency: 2, maxErrors: 0, canary: 1, rollbackOnHalt: false });
+    const report = async (statusUrl: string) => {
+      const r = await call('GET', statusUrl);
+      expect(r.status).toBe(200);
+      return RolloutStatusBody.parse(r.json);
+    };
+
+    const v1 = await call('POST', '/rollouts', body('1.0.0'));
+    expect(v1.status).toBe(202);
+    expect(v1.json).toMatchObject({ rolloutId: expect.stringMatching(/^rollout-/), executionArn: expect.stringMatching(/:execution:plugin-rollout:/), statusUrl: `/rollouts/${String(v1.json!.rolloutId)}` });
+    await server.engine.idle();
+    expect(await report(String(v1.json!.statusUrl))).toMatchObject({ status: 'succeeded', version: '1.0.0', counts: { targets: 5, succeeded: 5, failed: 0, skipped: 0, notStarted: 0, rolledBack: 0 } });
+
+    // f3 is held at its stage step (it is in the second wave, with f2): the rollout is in flight.
+    const hosts = server.deps.hosts;
+    const gate = gateHostOp(hosts, 'f3', 'stage');
+    server.deps.hosts = gate.resolver;
+    try {
+      const v2 = await call('POST', '/rollouts', body('1.1.0'), { 'idempotency-key': 'fleet-v2' });
+      expect(v2.status).toBe(202);
+      const statusUrl = String(v2.json!.statusUrl);
+      await gate.entered;
+      const running = await report(statusUrl);
+      expect(running).toMatchObject({ status: 'running', rollout: v2.json!.rolloutId, plugin: 'hello-skills', version: '1.1.0' });
+      expect(running.workspaces.find((w) => w.workspace === 'f1')?.status).toBe('succeeded');
+      expect(running.workspaces.find((w) => w.workspace === 'f3')?.status).toBe('in-flight');
+      expect(running.workspaces.filter((w) => ['f4', 'f5'].includes(w.workspace)).map((w) => w.status)).toEqual(['not-started', 'not-started']);
+      expect(running.counts!.notStarted).toBe(2);
+      // Another rollout of the same plugin meanwhile: refused, naming the one that holds it.
+      const busy = await call('POST', '/rollouts', body('1.0.0'));
+      expect(busy.status).toBe(409);
+      expect(busy.json).toMatchObject({ error: { code: 'RolloutBusy', message: expect.stringContaining(String(v2.json!.rolloutId)) } });
+      // The retry of the first request (same key, same body) is the same rollout.
+      const again = await call('POST', '/rollouts', body('1.1.0'), { 'idempotency-key': 'fleet-v2' });
+      expect(again.json).toEqual(v2.json);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+
+      gate.open();
+      await server.engine.idle();
+      const done = await report(statusUrl);
+      expect(done).toMatchObject({ status: 'succeeded', version: '1.1.0', counts: { targets: 5, succeeded: 5, failed: 0, skipped: 0, notStarted: 0, rolledBack: 0 } });
+      expect(Object.keys(done)).toEqual(['status', 'rollout', 'plugin', 'version', 'sha256', 'counts', 'workspaces']);
+      expect(done.workspaces.map((w) => [w.workspace, w.status])).toEqual(FLEET.map((id) => [id, 'succeeded']));
+    } finally {
+      gate.open();
+      server.deps.hosts = hosts;
+    }
+    for (const id of FLEET) {
+      expect((await call('GET', `/workspaces/${id}/plugins`)).json, id).toMatchObject({ plugins: [{ name: 'hello-skills', version: '1.1.0', complete: true }] });
+    }
+
+    // The same version again: every workspace is already there, so each is skipped.
+    const rerun = await call('POST', '/rollouts', body('1.1.0'));
+    await server.engine.idle();
+    expect(await report(String(rerun.json!.statusUrl))).toMatchObject({ status: 'succeeded', counts: { targets: 5, succeeded: 0, skipped: 5 } });
+
+    // Refused input over HTTP too, and an unknown rollout.
+    const unknown = await call('POST', '/rollouts', { ...body('1.1.0'), workspaces: ['f1', 'nobody'] });
+    expect(unknown).toMatchObject({ status: 422, json: { error: { code: 'WorkspaceNotFound' } } });
+    expect((await call('POST', '/rollouts', { ...body('1.1.0'), selector: {} })).status).toBe(400);
+    expect((await call('GET', '/rollouts/rollout-nobody')).status).toBe(404);
+    expect((await call('GET', '/rollouts/not%2Fan-id')).status).toBe(400);
+    // Three rollouts of 5 workspaces on a busy 2-core machine: more room than the default 60 s.
+  }, 240_000);
 });
