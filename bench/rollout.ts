@@ -211,12 +211,15 @@ async function main(): Promise<void> {
       const b = r.baseline as Phase;
       const o = r.rollout as Phase & { ownTransitions: number; childTransitions: number };
       const ratios = r.ratios as Record<string, number>;
-      lines.push(
+      const mine = [
         `${transport}: ${TARGETS} targets`,
         `  baseline (one after another)   ${(b.ms / 1000).toFixed(1)} s  peak RSS ${b.peakRssMiB} MiB (from ${b.startRssMiB})  transitions ${b.transitions} (${b.transitionsPerTarget}/target)`,
         `  rollout (maxConcurrency ${CONCURRENCY})    ${(o.ms / 1000).toFixed(1)} s  peak RSS ${o.peakRssMiB} MiB (from ${o.startRssMiB})  transitions ${o.transitions} (${o.transitionsPerTarget}/target: rollout ${o.ownTransitions}, installs ${o.childTransitions})`,
         `  rollout / baseline: wall ×${ratios.wallRolloutOverBaseline} (speed-up ×${ratios.speedup}), peak RSS ×${ratios.peakRssRolloutOverBaseline}, transitions ×${ratios.transitionsRolloutOverBaseline}`,
-      );
+      ];
+      // Each part as soon as it is measured (a 200-instance SSM part takes a while).
+      process.stderr.write(`${mine.join('\n')}\n`);
+      lines.push(...mine);
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
