@@ -203,7 +203,9 @@ describe('the document\'s fleet sweep', () => {
     expect((error as PluginError).code).toBe('InvalidInput');
   });
 
-  it('in an instance directory: sweeps each root present, one compact line per root', async () => {
+  // Runs the real sweep script over three roots: a minute on a quiet machine is a few seconds,
+  // but under a load average of 15 on two cores it took longer.
+  it('in an instance directory: sweeps each root present, one compact line per root', { timeout: 300_000 }, async () => {
     const instance = join(base, 'i-1');
     const claude = join(instance, 'configs', 'plugins');
     const hermes = join(instance, 'home', 'ubuntu', '.hermes', 'plugins');
