@@ -10,10 +10,11 @@ import { step as snapshotLive } from './snapshot-live.ts';
 import { step as stageOnHost } from './stage-on-host.ts';
 import { step as stageSnapshot } from './stage-snapshot.ts';
 import { step as swapIntoPlace } from './swap-into-place.ts';
+import { step as verifyLive } from './verify-live.ts';
 import { step as writeMarker } from './write-marker.ts';
 
 export const ALL_STEPS: readonly StepDefinition<never, unknown>[] = [
-  prepareInstall, prepareTarget, acquireLock, stageOnHost, snapshotLive, swapIntoPlace, writeMarker, releaseLock, rollBack, stageSnapshot, removeLive,
+  prepareInstall, prepareTarget, acquireLock, stageOnHost, snapshotLive, swapIntoPlace, verifyLive, writeMarker, releaseLock, rollBack, stageSnapshot, removeLive,
 ] as unknown as StepDefinition<never, unknown>[];
 
 export const STEP_BY_PLACEHOLDER: ReadonlyMap<string, StepDefinition<never, unknown>> = new Map(ALL_STEPS.map((s) => [s.placeholder, s]));
