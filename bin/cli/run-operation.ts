@@ -91,7 +91,8 @@ export async function runOperation(req: OperationRequest): Promise<{ report: Ope
       'needs-operator': 'FAILED: operator needed',
       succeeded: '',
     }[report.status];
-    req.write(`${what}: ${report.error!.code}: ${report.error!.message}\n`);
+    // A multi-line message (a failed health check quotes its output) is indented under its first line.
+    req.write(`${what}: ${report.error!.code}: ${report.error!.message.replace(/\n/g, '\n    ')}\n`);
     if (report.error!.hint) req.write(`  hint: ${report.error!.hint}\n`);
   }
   return { report, exit };

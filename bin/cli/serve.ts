@@ -11,7 +11,7 @@ import { createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { localDeps, type LocalDeps, type LocalDepsOptions } from '../../lambdas/commons/local-deps.ts';
-import { MAX_BODY_BYTES } from '../../lambdas/core/api/api-schemas.ts';
+import { bodyLimit } from '../../lambdas/core/api/api-schemas.ts';
 import { openApiDocument } from '../../lambdas/core/api/openapi.ts';
 import { handleApiRequest } from '../../lambdas/core/api/plugin-api.ts';
 import { DirectoryArtifactStore } from '../../lambdas/core/artifacts/directory-artifact-store.ts';
@@ -99,10 +99,11 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
           send(res, 200, { 'content-type': 'application/json' }, openapi);
           return;
         }
-        const body = await readBody(req, MAX_BODY_BYTES);
+        const limit = bodyLimit(req.method ?? 'GET', path);
+        const body = await readBody(req, limit);
         const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? v.join(',') : v]));
         const response = body.tooLarge
-          ? { status: 413, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: { code: 'InvalidInput', message: `request body is larger than ${MAX_BODY_BYTES} bytes`, hint: 'send only the fields of the route\'s request body (GET /openapi.json)' } }) }
+          ? { status: 413, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: { code: 'InvalidInput', message: `request body is larger than ${limit} bytes`, hint: 'send only the fields of the route\'s request body (GET /openapi.json)' } }) }
           : await handleApiRequest({ method: req.method ?? 'GET', path, headers, body: body.text || null }, { steps: deps, engine });
         options.log?.(`${req.method} ${path} → ${response.status}`);
         send(res, response.status, response.headers, response.body);

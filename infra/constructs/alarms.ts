@@ -6,7 +6,9 @@
  * - `SystemFailures` (ours): an execution failed for a system reason. A metric filter on the state
  *   machines' execution log group (level ALL) matches the `FailStateEntered` event of a Fail state
  *   only system failures reach (RolledBack, Reverted, RollbackFailed, MarkerWriteFailed), and the
- *   `ExecutionFailed` event whose error is not an input error (INPUT_ERROR_CODES).
+ *   `ExecutionFailed` event whose error is neither an input error (INPUT_ERROR_CODES) nor the
+ *   plugin's own fault (PLUGIN_FAULT_CODES: a failed health check, which ends in its own Fail
+ *   state, RolledBackUnhealthy).
  * - `RollbackFailed` (ours): an execution reached its `RollbackFailed` Fail state, i.e. the host
  *   was left as found for an operator. Every path to operator-needed ends in that state (the
  *   RollBack Lambda's own `RollbackFailed` error and retries exhausted on it alike), in all three
@@ -76,6 +78,13 @@ export const INPUT_ERROR_CODES: readonly ErrorCode[] = (Object.keys(ERROR_CATEGO
 /** The fleet rollout's verdicts (statemachine/rollout.asl.json): counted, never paged (see above). */
 export const ROLLOUT_VERDICTS = ['RolloutHalted', 'RolloutFailed'] as const;
 
+/**
+ * Error codes that say the plugin is broken, not the system: a new version that failed its own
+ * health check was rolled back as designed. Counted (FailuresByCode), never paged; its author acts,
+ * and a fleet rollout's error budget stops the version spreading.
+ */
+export const PLUGIN_FAULT_CODES: readonly ErrorCode[] = ['HealthCheckFailed'];
+
 /** Fail states only a system failure reaches: live had changed (reverted), or an operator is needed. */
 export const SYSTEM_FAIL_STATES = ['RolledBack', 'Reverted', ROLLBACK_FAILED, 'MarkerWriteFailed'] as const;
 
@@ -97,7 +106,7 @@ export function systemFailurePattern(): logs.IFilterPattern {
     logs.FilterPattern.all(
       logs.FilterPattern.stringValue('$.type', '=', 'ExecutionFailed'),
       logs.FilterPattern.exists('$.details.error'),
-      ...[...INPUT_ERROR_CODES, ...ROLLOUT_VERDICTS].map((code) => logs.FilterPattern.stringValue('$.details.error', '!=', code)),
+      ...[...INPUT_ERROR_CODES, ...PLUGIN_FAULT_CODES, ...ROLLOUT_VERDICTS].map((code) => logs.FilterPattern.stringValue('$.details.error', '!=', code)),
     ),
   );
 }

@@ -1,14 +1,15 @@
 /**
  * The control plane's HTTP API on AWS: an API Gateway REST API (regional, stage `v1`) in front of
  * the api Lambda (lambdas/handlers/api.ts → lambdas/core/api/plugin-api.ts), exactly the design's
- * six routes, each a Lambda proxy integration with IAM (SigV4) authorization.
+ * six routes and the fleet rollout's two, each a Lambda proxy integration with IAM (SigV4) authorization.
  *
  * Before a request reaches the function API Gateway checks:
  *   - the caller's SigV4 signature and `execute-api:Invoke` permission (AuthorizationType.IAM on
  *     every method; there is no unauthenticated route),
- *   - the required path parameters, and the install body against the `InstallRequest` model, which
- *     is the zod schema the handler validates with (`InstallBody`), converted to JSON Schema
- *     draft 4 (API Gateway's model dialect) by zod itself,
+ *   - the required path parameters, and the install and rollout bodies against the
+ *     `InstallRequest` and `RolloutRequest` models, which are the zod schemas the handler validates
+ *     with (`InstallBody`, `RolloutBody`), converted to JSON Schema draft 4 (API Gateway's model
+ *     dialect) by zod itself,
  *   - the stage's throttle (20 requests/s, bursts of 40; API Gateway answers 429 beyond).
  * The function validates everything again (it is also `pluginctl serve`'s code).
  *
@@ -44,7 +45,7 @@ import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { toJSONSchema, type ZodType } from 'zod';
-import { InstallBody } from '../../lambdas/core/api/api-schemas.ts';
+import { InstallBody, RolloutBody } from '../../lambdas/core/api/api-schemas.ts';
 import { WORKFLOWS, type WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
 import type { InstallerSettings } from '../settings.ts';
 import { ARTIFACTS_PREFIX } from './artifact-bucket.ts';
@@ -75,6 +76,14 @@ export const API_THROTTLE = { rateLimit: 20, burstLimit: 40 } as const;
 export const API_FUNCTION_TIMEOUT = Duration.seconds(29);
 export const API_MEMORY_MB = 512;
 export const INSTALL_MODEL_NAME = 'InstallRequest';
+export const ROLLOUT_MODEL_NAME = 'RolloutRequest';
+
+/** The request body models: the name docs/openapi.json gives the body, and the handler's zod schema. */
+export const REQUEST_MODELS = {
+  [INSTALL_MODEL_NAME]: { schema: InstallBody, route: 'POST /workspaces/{id}/plugins', shape: '{source, sha256?, runtime?}' },
+  [ROLLOUT_MODEL_NAME]: { schema: RolloutBody, route: 'POST /rollouts', shape: '{source, sha256?, workspaces | selector, maxConcurrency, maxErrors, canary, rollbackOnHalt}' },
+} as const;
+export type RequestModelName = keyof typeof REQUEST_MODELS;
 
 export type ApiMethod = 'GET' | 'POST' | 'DELETE';
 
@@ -83,16 +92,20 @@ export interface ApiRoute {
   readonly path: string;
   /** The method's operation name (API Gateway console, SDK generation). */
   readonly operation: string;
+  /** The body model API Gateway checks before the function runs. */
+  readonly model?: RequestModelName;
 }
 
-/** The design's HTTP API table, nothing more. */
+/** The design's HTTP API table and the fleet rollout's two routes, nothing more. */
 export const API_ROUTES: readonly ApiRoute[] = [
-  { method: 'POST', path: '/workspaces/{id}/plugins', operation: 'InstallPlugin' },
+  { method: 'POST', path: '/workspaces/{id}/plugins', operation: 'InstallPlugin', model: INSTALL_MODEL_NAME },
   { method: 'GET', path: '/workspaces/{id}/plugins', operation: 'ListPlugins' },
   { method: 'DELETE', path: '/workspaces/{id}/plugins/{name}', operation: 'UninstallPlugin' },
   { method: 'POST', path: '/workspaces/{id}/plugins/{name}/rollback', operation: 'RollBackPlugin' },
   { method: 'GET', path: '/workspaces/{id}/plugins/{name}/download', operation: 'DownloadPlugin' },
   { method: 'GET', path: '/executions/{id}', operation: 'DescribeExecution' },
+  { method: 'POST', path: '/rollouts', operation: 'StartRollout', model: ROLLOUT_MODEL_NAME },
+  { method: 'GET', path: '/rollouts/{id}', operation: 'DescribeRollout' },
 ];
 
 /** The rollout state machine's ARN in the api function's environment (read through lambdas/commons/aws-deps.ts). */
@@ -202,7 +215,8 @@ export class ControlPlaneApi extends Construct {
   readonly api: apigw.RestApi;
   readonly stage: apigw.Stage;
   readonly requestValidator: apigw.RequestValidator;
-  readonly installModel: apigw.Model;
+  /** The body models, by name (REQUEST_MODELS). */
+  readonly models: Readonly<Record<RequestModelName, apigw.Model>>;
   readonly accessLogs: logs.LogGroup;
   readonly executionLogs: logs.LogGroup;
   /** The API Gateway account setting's CloudWatch Logs role, when this stack sets it. */
@@ -397,16 +411,28 @@ export class ControlPlaneApi extends Construct {
       validateRequestBody: true,
       validateRequestParameters: true,
     });
-    this.installModel = this.api.addModel('InstallRequestModel', {
-      modelName: INSTALL_MODEL_NAME,
-      contentType: 'application/json',
-      description: 'POST /workspaces/{id}/plugins body (InstallBody in lambdas/core/api/api-schemas.ts)',
-      schema: modelSchema(InstallBody),
-    });
+    this.models = {
+      [INSTALL_MODEL_NAME]: this.api.addModel('InstallRequestModel', {
+        modelName: INSTALL_MODEL_NAME,
+        contentType: 'application/json',
+        description: 'POST /workspaces/{id}/plugins body (InstallBody in lambdas/core/api/api-schemas.ts)',
+        schema: modelSchema(InstallBody),
+      }),
+      [ROLLOUT_MODEL_NAME]: this.api.addModel('RolloutRequestModel', {
+        modelName: ROLLOUT_MODEL_NAME,
+        contentType: 'application/json',
+        description: 'POST /rollouts body (RolloutBody in lambdas/core/api/api-schemas.ts)',
+        schema: modelSchema(RolloutBody),
+      }),
+    };
 
     this.api.addGatewayResponse('InvalidBody', {
       type: apigw.ResponseType.BAD_REQUEST_BODY,
-      templates: errorTemplate('InvalidInput', 'the body is {source, sha256?, runtime?} and nothing else (InstallRequest in docs/openapi.json)'),
+      // One gateway response serves both models (it cannot tell which route it answers), so its hint names both shapes.
+      templates: errorTemplate(
+        'InvalidInput',
+        `an install body is ${REQUEST_MODELS.InstallRequest.shape}, a rollout body ${REQUEST_MODELS.RolloutRequest.shape}, nothing else (InstallRequest, RolloutRequest in docs/openapi.json)`,
+      ),
     });
     this.api.addGatewayResponse('InvalidParameters', {
       type: apigw.ResponseType.BAD_REQUEST_PARAMETERS,
@@ -435,7 +461,7 @@ export class ControlPlaneApi extends Construct {
           // Optional: a retried request with the same key meets the first execution.
           ...(route.method === 'GET' ? {} : { 'method.request.header.Idempotency-Key': false }),
         },
-        ...(route.operation === 'InstallPlugin' ? { requestModels: { 'application/json': this.installModel } } : {}),
+        ...(route.model ? { requestModels: { 'application/json': this.models[route.model] } } : {}),
       });
       acknowledge(method, 'AwsSolutions-COG4', 'The API authorizes with IAM (SigV4, execute-api:Invoke): its only caller is the control plane, an AWS principal, not end users of a Cognito user pool.');
       methods.push({ route, method });

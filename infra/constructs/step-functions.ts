@@ -81,8 +81,8 @@ export interface StepSpec {
 
 /**
  * Every step handler. Prepare for install streams and validates the whole tarball (the ASL gives it
- * 300 s) and StageOnHost streams it to the host: 5 minutes and 512 MB; the other steps run one short
- * host operation.
+ * 300 s) and StageOnHost streams it to the host: 5 minutes and 512 MB; VerifyLive runs the plugin's
+ * health check (at most 300 s): 6 minutes; the other steps run one short host operation.
  */
 export const STEP_SPECS: readonly StepSpec[] = [
   { file: 'prepare-install', access: 'upload', timeout: Duration.minutes(5), memorySize: 512 },
@@ -91,6 +91,8 @@ export const STEP_SPECS: readonly StepSpec[] = [
   { file: 'stage-on-host', access: 'host-download', timeout: Duration.minutes(5), memorySize: 512 },
   { file: 'snapshot-live', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },
   { file: 'swap-into-place', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },
+  // Up to a 300 s health check (plugin.yaml healthcheck.timeoutSeconds) plus its overhead.
+  { file: 'verify-live', access: 'host', timeout: Duration.minutes(6), memorySize: 256 },
   { file: 'write-marker', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },
   { file: 'release-lock', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },
   { file: 'roll-back', access: 'host', timeout: Duration.minutes(1), memorySize: 256 },

@@ -53,6 +53,8 @@ export const ERROR_CATEGORIES = {
   UnsafeHostLayout: 'failed',
   HostStepFailed: 'failed',
   HostProtocolError: 'failed',
+  /** The new version's health check (or a built-in check) failed on the host: rolled back. */
+  HealthCheckFailed: 'failed',
   RollbackFailed: 'operator',
   MarkerWriteFailed: 'operator',
 } as const satisfies Record<string, ErrorCategory>;

@@ -7,6 +7,13 @@
 import { parse as parseYaml } from 'yaml';
 import * as z from './zod.ts';
 import { PluginError } from './errors.ts';
+import {
+  HEALTHCHECK_COMMAND_MAX_BYTES,
+  HEALTHCHECK_TIMEOUT_DEFAULT_SECONDS,
+  HEALTHCHECK_TIMEOUT_MAX_SECONDS,
+  healthcheckCommandFits,
+  withoutControlCharacters,
+} from './healthcheck.ts';
 import { PLUGIN_NAME, VERSION } from './names.ts';
 import { RUNTIMES } from './runtimes.ts';
 
@@ -17,6 +24,26 @@ function isRelativeInside(value: string): boolean {
   if (/[\u0000-\u001f\u007f]/.test(value)) return false;
   return !value.split('/').includes('..');
 }
+
+const HealthcheckSchema = z.strictObject(
+  {
+    command: z
+      .string()
+      .refine((v) => v.trim() !== '', { error: 'must not be empty' })
+      .refine(healthcheckCommandFits, { error: `must be at most ${HEALTHCHECK_COMMAND_MAX_BYTES} bytes (put a longer check in a script inside the plugin and run that)` })
+      .refine(withoutControlCharacters, { error: 'must not contain control characters other than tab and newline' }),
+    timeoutSeconds: z
+      .number()
+      .int()
+      .min(1, { error: `must be between 1 and ${HEALTHCHECK_TIMEOUT_MAX_SECONDS} seconds` })
+      .max(HEALTHCHECK_TIMEOUT_MAX_SECONDS, { error: `must be between 1 and ${HEALTHCHECK_TIMEOUT_MAX_SECONDS} seconds` })
+      .default(HEALTHCHECK_TIMEOUT_DEFAULT_SECONDS),
+  },
+  {
+    error: (issue) =>
+      issue.code === 'unrecognized_keys' ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')} (healthcheck takes command and timeoutSeconds)` : undefined,
+  },
+);
 
 const ManifestSchema = z.object({
   name: z
@@ -40,14 +67,16 @@ const ManifestSchema = z.object({
     .default([]),
   /** Empty means every runtime. */
   runtimes: z.array(z.enum(RUNTIMES, { error: `must be one of ${RUNTIMES.join(', ')}` })).default([]),
+  /** Run on the host after the swap, before the marker; a failure rolls the install back. */
+  healthcheck: HealthcheckSchema.optional(),
 });
 
 export type Manifest = z.output<typeof ManifestSchema>;
 
-/** Fields with a default: YAML `tags:` with nothing after it means "not given", not null. */
-const DEFAULTED_FIELDS = ['description', 'author', 'tags', 'skills', 'runtimes'] as const;
+/** Optional fields: YAML `tags:` with nothing after it means "not given", not null. */
+const DEFAULTED_FIELDS = ['description', 'author', 'tags', 'skills', 'runtimes', 'healthcheck'] as const;
 
-const MANIFEST_HINT = 'fix plugin.yaml: name and version are required; description, author, tags, skills and runtimes are optional';
+const MANIFEST_HINT = 'fix plugin.yaml: name and version are required; description, author, tags, skills, runtimes and healthcheck are optional (docs/plugin-format.md)';
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -67,7 +96,7 @@ function formatIssue(issue: z.core.$ZodIssue): string {
   const where = formatPath(issue.path);
   if (issue.code === 'invalid_type') {
     if (issue.input === undefined) return `${where}: is required`;
-    const expected = issue.expected === 'array' ? 'a list' : `a ${issue.expected}`;
+    const expected = ({ array: 'a list', object: 'a mapping', int: 'a whole number' } as Record<string, string>)[issue.expected] ?? `a ${issue.expected}`;
     // YAML reads `version: 1.0` as the number 1: say how to keep it a string.
     const quoteIt = issue.expected === 'string' && typeof issue.input === 'number' ? ' (quote it)' : '';
     return `${where}: must be ${expected}, got ${describe(issue.input)}${quoteIt}`;

@@ -4,5 +4,5 @@
  * few builders this code uses lets esbuild keep only those (~90 KiB). Import it as
  * `import * as z from '…/zod.ts'` and write schemas exactly as with zod's `z`.
  */
-export { array, boolean, enum as enum, literal, number, object, record, string, union, toJSONSchema } from 'zod';
+export { array, boolean, enum as enum, literal, number, object, record, strictObject, string, union, toJSONSchema } from 'zod';
 export type { core, infer, output, ZodType } from 'zod';

@@ -10,6 +10,7 @@ import { step as snapshotLive } from './snapshot-live.ts';
 import { step as stageOnHost } from './stage-on-host.ts';
 import { step as stageSnapshot } from './stage-snapshot.ts';
 import { step as swapIntoPlace } from './swap-into-place.ts';
+import { step as verifyLive } from './verify-live.ts';
 import { step as writeMarker } from './write-marker.ts';
 import { step as planRollout } from './rollout/plan-rollout.ts';
 import { step as loadRollout } from './rollout/load-rollout.ts';
@@ -19,7 +20,7 @@ import { step as summarizeTargetFailure } from './rollout/summarize-target-failu
 import { step as finishRollout } from './rollout/finish-rollout.ts';
 
 export const ALL_STEPS: readonly StepDefinition<never, unknown>[] = [
-  prepareInstall, prepareTarget, acquireLock, stageOnHost, snapshotLive, swapIntoPlace, writeMarker, releaseLock, rollBack, stageSnapshot, removeLive,
+  prepareInstall, prepareTarget, acquireLock, stageOnHost, snapshotLive, swapIntoPlace, verifyLive, writeMarker, releaseLock, rollBack, stageSnapshot, removeLive,
 ] as unknown as StepDefinition<never, unknown>[];
 
 /**

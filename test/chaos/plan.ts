@@ -86,7 +86,7 @@ export interface TransportCaps {
  * staging, and `snapshot` then files that under .previous.
  */
 export const HOST_OPS_OF: Record<OpKind, HostOp[]> = {
-  install: ['lock', 'stage', 'swap', 'snapshot', 'mark', 'unlock'],
+  install: ['lock', 'stage', 'swap', 'snapshot', 'verify', 'mark', 'unlock'],
   rollback: ['lock', 'restore', 'swap', 'snapshot', 'unlock'],
   uninstall: ['lock', 'uninstall', 'unlock'],
   sweep: ['sweep'],

@@ -122,9 +122,9 @@ describe.skipIf(!sshdAvailable)('EIC Endpoint connection limit under concurrent 
       expect(refusals.length).toBeGreaterThan(0);
       expect(refusals.length).toBeLessThanOrEqual(endpoint.refusedAtCap);
       expect(refusals.every((r) => r.status === 429)).toBe(true);
-      // Six host steps per install, at least one tunnel each (no idle connection kept), and
-      // none left open.
-      expect(endpoint.tunnels - tunnelsBefore).toBeGreaterThanOrEqual(INSTALLS * 6);
+      // Seven host steps per install (lock, stage, swap, snapshot, verify, mark, unlock), at least
+      // one tunnel each (no idle connection kept), and none left open.
+      expect(endpoint.tunnels - tunnelsBefore).toBeGreaterThanOrEqual(INSTALLS * 7);
       await expect.poll(() => endpoint.open).toBe(0);
     } finally {
       await world.stop();

@@ -3,7 +3,7 @@
  * real workflows emitted), and every failure event says in one typed field what became of the
  * workspace (docs/events.md):
  * `nothing-changed` (failed before live was touched), `rolled-back` (live had changed and was put
- * back), `rollback-failed` (left as found for an operator), `marker-failed` (the new version is
+ * back; a failed health check is one, its error HealthCheckFailed), `rollback-failed` (left as found for an operator), `marker-failed` (the new version is
  * live but unmarked). Each case is produced for real: a refused source, and host commands made to
  * fail by fault shims on the host script's PATH.
  */
@@ -83,6 +83,23 @@ describe('the outcome of a failed install, in its event', () => {
     const r = await installWithFault(world, '2.0.0', { op: 'snapshot', command: 'mv', mode: 'fail' });
     expect(r.status).toBe('FAILED');
     expect(lastEvent(world)).toMatchObject({ detailType: 'Plugin Install Failed', detail: { outcome: 'rolled-back', rolledBack: true } });
+  });
+
+  it('rolled-back with error HealthCheckFailed: the new version failed its health check and the previous one came back', async () => {
+    world = await makeWorld();
+    await installWithFault(world, '1.0.0');
+    const source = await world.source({ name: 'p', version: '2.0.0', healthcheck: { command: 'echo "no answer on :8080" >&2; exit 1', timeoutSeconds: 5 } });
+    const r = await world.install(source);
+    expect(r.error).toBe('HealthCheckFailed');
+    const event = lastEvent(world);
+    expect(event).toMatchObject({
+      detailType: 'Plugin Install Failed',
+      detail: { outcome: 'rolled-back', rolledBack: true, changed: true, error: { Error: 'HealthCheckFailed' }, rollback: { live: 'restored' } },
+    });
+    // The cause carries the check's last lines, as pluginctl and the API show them.
+    const cause = JSON.parse((event.detail.error as { Cause: string }).Cause) as { code: string; message: string; hint: string };
+    expect(cause).toMatchObject({ code: 'HealthCheckFailed', message: expect.stringContaining('no answer on :8080') });
+    expect(cause.hint).toContain('.failed/p.');
   });
 
   it('rollback-failed: the rollback itself could not finish', async () => {

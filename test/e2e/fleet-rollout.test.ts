@@ -5,7 +5,7 @@
  * on chosen workspaces, so their installs swap, fail and roll back for real). Driven through
  * bin/pluginctl.js for the contract (exit codes, the --json shape), in-process otherwise.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -206,6 +206,32 @@ describe('pluginctl rollout: canary, busy, refused', () => {
     const installs = fleet.events().slice(before).filter((e) => e.detailType.startsWith('Plugin Install'));
     expect(installs.map((e) => e.detail.workspace)).toEqual(['ws01']);
     expect(fleet.events().at(-1)).toMatchObject({ detailType: 'Plugin Rollout Halted', detail: { reason: 'canary-failed' } });
+  }, 600_000);
+
+  it('a version whose health check fails halts at the canary: the canary rolled back (HealthCheckFailed, evidence under .failed/), every workspace on v1', async () => {
+    const unhealthy = await writePluginDir(join(fleet.home, 'unhealthy'), {
+      name: 'p',
+      version: '2.0.0',
+      healthcheck: { command: 'echo "probe: skill index missing" >&2; exit 1', timeoutSeconds: 10 },
+    });
+    const before = fleet.events().length;
+    const r = await pluginctlProcess(['rollout', unhealthy, '--all', '--max-concurrency', '5', '--max-errors', '10', '--rollout-id', 'unhealthy', '--json'], fleet.env);
+    expect(r.code, r.stderr).toBe(3);
+    const c = contract(r);
+    expect(c.status).toBe('halted');
+    expect(c.counts).toEqual({ targets: 30, succeeded: 0, failed: 1, skipped: 0, notStarted: 29, rolledBack: 0 });
+    const [canary] = c.workspaces.filter((w) => w.status === 'failed');
+    expect(canary).toMatchObject({ workspace: 'ws01', error: { code: 'HealthCheckFailed' } });
+    expect(canary!.error!.message).toContain('probe: skill index missing');
+    expect(Object.values(await fleet.live())).toEqual(FLEET.map(() => '1.0.0'));
+    // The new version is kept on the canary as evidence, nowhere else.
+    expect(readdirSync(join(fleet.root('ws01'), '.failed')).filter((d) => d.startsWith('p.'))).toHaveLength(1);
+    expect(existsSync(join(fleet.root('ws02'), '.failed')) ? readdirSync(join(fleet.root('ws02'), '.failed')) : []).toEqual([]);
+    const mine = fleet.events().slice(before);
+    const installs = mine.filter((e) => e.detailType.startsWith('Plugin Install'));
+    expect(installs).toHaveLength(1);
+    expect(installs[0]).toMatchObject({ detailType: 'Plugin Install Failed', detail: { workspace: 'ws01', outcome: 'rolled-back', error: { Error: 'HealthCheckFailed' } } });
+    expect(mine.at(-1)).toMatchObject({ detailType: 'Plugin Rollout Halted', detail: { reason: 'canary-failed', counts: { failed: 1, notStarted: 29 } } });
   }, 600_000);
 
   it('exit 4 while another rollout holds the plugin; nothing started', async () => {

@@ -32,6 +32,9 @@ const MATRIX: [HostOp, string, Record<Mode, Expect>][] = [
   ['stage', 'StageOnHost', { fail: 'failed', kill: 'failed', 'kill-once': 'installed', repeat: 'installed' }],
   ['swap', 'SwapIntoPlace', { fail: 'rolled-back', kill: 'installed', 'kill-once': 'installed', repeat: 'installed' }],
   ['snapshot', 'SnapshotLive', { fail: 'rolled-back', kill: 'installed', 'kill-once': 'installed', repeat: 'installed' }],
+  // VerifyLive changes nothing on the host until it records its pass, so a step killed every time
+  // never passes: the retries run out and the install is rolled back.
+  ['verify', 'VerifyLive', { fail: 'rolled-back', kill: 'rolled-back', 'kill-once': 'installed', repeat: 'installed' }],
   ['mark', 'WriteMarker', { fail: 'unmarked', kill: 'installed', 'kill-once': 'installed', repeat: 'installed' }],
   ['unlock', 'ReleaseLock', { fail: 'installed', kill: 'installed', 'kill-once': 'installed', repeat: 'installed' }],
 ];
@@ -101,7 +104,7 @@ describe('install fault matrix (upgrade v1 → v2)', () => {
 });
 
 describe('fresh install faults', () => {
-  for (const op of ['stage', 'swap'] as const) {
+  for (const op of ['stage', 'swap', 'verify'] as const) {
     it(`${op} failing on a fresh install leaves no live copy`, async () => {
       world = await makeWorld();
       const v1 = await world.source(V1);

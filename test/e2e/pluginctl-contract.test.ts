@@ -32,7 +32,7 @@ describe('pluginctl install (real process)', () => {
     const home = freshHome();
     const r = await pluginctlProcess(['install', 'local://hello-skills@1.0.0', '--workspace', 'demo'], { PLUGINCTL_HOME: home });
     expect(r.code, r.stderr).toBe(0);
-    for (const step of ['Prepare', 'AcquireLock', 'StageOnHost', 'SnapshotLive', 'SwapIntoPlace', 'WriteMarker', 'ReleaseLock', 'NotifyInstalled']) {
+    for (const step of ['Prepare', 'AcquireLock', 'StageOnHost', 'SnapshotLive', 'SwapIntoPlace', 'VerifyLive', 'WriteMarker', 'ReleaseLock', 'NotifyInstalled']) {
       expect(r.stdout).toMatch(new RegExp(`✓ ${step}\\s+\\d+ ms`));
     }
     expect(r.stdout).toMatch(/installed hello-skills 1\.0\.0 on demo/);

@@ -128,7 +128,8 @@ describe('over EC2 Instance Connect (real sshd), with the transport chosen per w
 
         const sendsBefore = mixed.ssm.api.calls.SendCommand ?? 0;
         expect((await runIn('install', { workspace: 'ssm-too', source: 'local://hello-skills@1.0.0', sha256: null, runtime: null })).status).toBe('SUCCEEDED');
-        expect((mixed.ssm.api.calls.SendCommand ?? 0) - sendsBefore).toBe(6);
+        // One command per host step: lock, stage, swap, snapshot, verify, mark, unlock.
+        expect((mixed.ssm.api.calls.SendCommand ?? 0) - sendsBefore).toBe(7);
       } finally {
         await mixed.stop();
         await eic.stop();
@@ -156,7 +157,7 @@ describe('over EC2 Instance Connect (real sshd), with the transport chosen per w
       // No step was retried by the workflow: the adapter absorbed the expiry itself.
       expect(outcome.steps.every((s) => s.attempts === 1)).toBe(true);
       // One key per host step (idle connections are not kept here), plus the one re-push.
-      expect(eic.counters.pushes).toBe(6 + 1);
+      expect(eic.counters.pushes).toBe(7 + 1);
       expect(eic.sshd.failedAuth).toBeGreaterThanOrEqual(1);
     } finally {
       await world2.stop();

@@ -82,7 +82,7 @@ describe('pluginctl serve', () => {
     expect(started.json).toMatchObject({ installId: expect.stringMatching(/^install\.ws1-hello-skills-/), statusUrl: expect.stringMatching(/^\/executions\//) });
     const done = await finished(String(started.json!.statusUrl));
     expect(done.status).toBe('SUCCEEDED');
-    expect((done.steps as { name: string }[]).map((s) => s.name)).toEqual(['Prepare', 'AcquireLock', 'StageOnHost', 'SwapIntoPlace', 'SnapshotLive', 'WriteMarker', 'ReleaseLock', 'NotifyInstalled', 'Installed']);
+    expect((done.steps as { name: string }[]).map((s) => s.name)).toEqual(['Prepare', 'AcquireLock', 'StageOnHost', 'SwapIntoPlace', 'SnapshotLive', 'VerifyLive', 'WriteMarker', 'ReleaseLock', 'NotifyInstalled', 'Installed']);
 
     const v2 = await call('POST', '/workspaces/ws1/plugins', { source: 'local://hello-skills@1.1.0' });
     expect((await finished(String(v2.json!.statusUrl))).status).toBe('SUCCEEDED');

@@ -1,5 +1,5 @@
 /**
- * Real fault injection for the host script: a directory of shims (`mv`, `rm`, `tar`) put first on
+ * Real fault injection for the host script: a directory of shims (`mv`, `rm`, `tar`, `perl`, `find`) put first on
  * the script's PATH. A shim fires only inside the chosen host operation (it reads the script's
  * argv from /proc), and then either fails (exit 1, doing nothing) or does the real work and
  * SIGKILLs the whole step (the step dies after its effect, before reporting it).
@@ -16,20 +16,22 @@ export type FaultMode = 'fail' | 'kill' | 'kill-once' | 'fail-once';
 export interface Fault {
   /** One operation, or several (space-separated in the shim's environment). */
   op: HostOp | HostOp[];
-  command: 'mv' | 'rm' | 'tar' | 'perl';
+  command: 'mv' | 'rm' | 'tar' | 'perl' | 'find';
   mode: FaultMode;
 }
 
 /**
  * Which command each mutating operation's decisive action uses when a version is live: `swap`
  * (and the exchange back in `rollback`) is renameat2(RENAME_EXCHANGE) through perl on this
- * machine (docs/host-layout.md); a first install's swap is a plain `mv`.
+ * machine (docs/host-layout.md); a first install's swap is a plain `mv`. `verify` asks `find` what
+ * plugin.yaml is (its first built-in check).
  */
 export const DECISIVE_COMMAND: Partial<Record<HostOp, Fault['command']>> = {
   lock: 'mv',
   stage: 'tar',
   snapshot: 'mv',
   swap: 'perl',
+  verify: 'find',
   mark: 'mv',
   unlock: 'rm',
   rollback: 'perl',
@@ -37,7 +39,7 @@ export const DECISIVE_COMMAND: Partial<Record<HostOp, Fault['command']>> = {
   uninstall: 'mv',
 };
 
-const REAL = { mv: '/bin/mv', rm: '/bin/rm', tar: '/bin/tar', perl: '/usr/bin/perl' } as const;
+const REAL = { mv: '/bin/mv', rm: '/bin/rm', tar: '/bin/tar', perl: '/usr/bin/perl', find: '/usr/bin/find' } as const;
 
 function shimText(command: keyof typeof REAL): string {
   return `#!/bin/sh

@@ -11,11 +11,18 @@ export interface PluginVersionSpec {
   files?: number;
   /** Bytes per file (padding), default ~64. */
   size?: number;
+  /** plugin.yaml's `healthcheck` (docs/plugin-format.md), run on the host after the swap. */
+  healthcheck?: { command: string; timeoutSeconds?: number };
 }
 
 export function versionFiles(spec: PluginVersionSpec): Record<string, string> {
+  const check = spec.healthcheck;
+  // A JSON string is a valid YAML double-quoted scalar: any command survives the round trip.
+  const healthcheck = check
+    ? `healthcheck:\n  command: ${JSON.stringify(check.command)}\n${check.timeoutSeconds === undefined ? '' : `  timeoutSeconds: ${check.timeoutSeconds}\n`}`
+    : '';
   const files: Record<string, string> = {
-    'plugin.yaml': `name: ${spec.name}\nversion: ${spec.version}\ndescription: test plugin\n`,
+    'plugin.yaml': `name: ${spec.name}\nversion: ${spec.version}\ndescription: test plugin\n${healthcheck}`,
   };
   const n = spec.files ?? 5;
   const pad = 'x'.repeat(Math.max(0, (spec.size ?? 64) - 40));

@@ -11,7 +11,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { toJSONSchema } from 'zod';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { apiDepsFromEnv } from '../../lambdas/commons/api-deps.ts';
-import { InstallBody } from '../../lambdas/core/api/api-schemas.ts';
+import { InstallBody, RolloutBody } from '../../lambdas/core/api/api-schemas.ts';
 import { openApiDocument } from '../../lambdas/core/api/openapi.ts';
 import type { SfnWorkflowEngineOptions } from '../../lambdas/core/workflow/sfn-workflow-engine.ts';
 import { WORKFLOWS } from '../../lambdas/core/workflow/workflow-files.ts';
@@ -21,6 +21,8 @@ import {
   API_STAGE,
   API_THROTTLE,
   INSTALL_MODEL_NAME,
+  REQUEST_MODELS,
+  ROLLOUT_MODEL_NAME,
   stateMachineArnVariable,
   toApiGatewaySchema,
 } from '../../infra/constructs/control-plane-api.ts';
@@ -96,29 +98,26 @@ const DESIGN_ROUTES = [
   'GET /executions/{id}',
 ];
 
-/**
- * The fleet rollout's routes (issue 11): in the OpenAPI document and served by the route code;
- * API Gateway gets them with the rollout's infrastructure (infra/, API_ROUTES), whereupon they
- * join DESIGN_ROUTES here.
- */
+/** The fleet rollout's routes (issue 11). */
 const ROLLOUT_ROUTES = ['POST /rollouts', 'GET /rollouts/{id}'];
+const ALL_ROUTES = [...DESIGN_ROUTES, ...ROLLOUT_ROUTES];
 
 describe('REST API', () => {
   it('is one regional REST API with exactly the design\'s routes, the same as the OpenAPI document', () => {
     const [, api] = only(base, 'AWS::ApiGateway::RestApi');
     expect(api.Properties).toEqual(expect.objectContaining({ Name: 'workspace-plugin-installer', EndpointConfiguration: { Types: ['REGIONAL'] } }));
-    expect(API_ROUTES.map((r) => `${r.method} ${r.path}`).sort()).toEqual([...DESIGN_ROUTES].sort());
-    expect(templateRoutes(base).map((r) => r.route).sort()).toEqual([...DESIGN_ROUTES].sort());
+    expect(API_ROUTES.map((r) => `${r.method} ${r.path}`).sort()).toEqual([...ALL_ROUTES].sort());
+    expect(templateRoutes(base).map((r) => r.route).sort()).toEqual([...ALL_ROUTES].sort());
     const documented = Object.entries(openApiDocument().paths as Record<string, Record<string, unknown>>).flatMap(([path, methods]) =>
       Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`),
     );
-    expect(documented.sort()).toEqual([...DESIGN_ROUTES, ...ROLLOUT_ROUTES].sort());
+    expect(documented.sort()).toEqual([...ALL_ROUTES].sort());
   });
 
   it('requires IAM (SigV4) auth on every method and proxies each to the api Lambda', () => {
     const fnArn = { 'Fn::GetAtt': [logicalId(base.stack.api.fn), 'Arn'] };
     const methods = templateRoutes(base);
-    expect(methods).toHaveLength(6);
+    expect(methods).toHaveLength(ALL_ROUTES.length);
     for (const { route, props } of methods) {
       expect(props.AuthorizationType, route).toBe('AWS_IAM');
       expect(props.AuthorizerId, route).toBeUndefined();
@@ -137,7 +136,7 @@ describe('REST API', () => {
     // Nothing but API Gateway may invoke the api function.
     expect(all.filter((p) => JSON.stringify(p.Properties.FunctionName) === JSON.stringify(fnArn)).every((p) => p.Properties.Principal === 'apigateway.amazonaws.com')).toBe(true);
     const permissions = all.filter((p) => p.Properties.Principal === 'apigateway.amazonaws.com');
-    expect(permissions).toHaveLength(6);
+    expect(permissions).toHaveLength(ALL_ROUTES.length);
     const stage = logicalId(base.stack.api.stage);
     const arns = permissions.map((p) => {
       expect(p.Properties.Principal).toBe('apigateway.amazonaws.com');
@@ -146,30 +145,33 @@ describe('REST API', () => {
       return flat(p.Properties.SourceArn);
     });
     const prefix = `arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<${logicalId(base.stack.api.api)}>/<${stage}>`;
-    expect(arns.sort()).toEqual(DESIGN_ROUTES.map((r) => {
+    expect(arns.sort()).toEqual(ALL_ROUTES.map((r) => {
       const [method, path] = r.split(' ');
       return `${prefix}/${method}${path!.replace(/\{\w+\}/g, '*')}`;
     }).sort());
   });
 
-  it('validates body and parameters: one validator on every method, required path parameters, the install model on POST …/plugins', () => {
+  it('validates body and parameters: one validator on every method, required path parameters, the install model on POST …/plugins, the rollout model on POST /rollouts', () => {
     const [validatorId, validator] = only(base, 'AWS::ApiGateway::RequestValidator');
     expect(validator.Properties).toEqual(expect.objectContaining({ ValidateRequestBody: true, ValidateRequestParameters: true }));
-    const [modelId] = only(base, 'AWS::ApiGateway::Model');
+    const models = resources(base, 'AWS::ApiGateway::Model');
+    const modelId = (name: string) => Object.entries(models).find(([, m]) => m.Properties.Name === name)![0];
     for (const { route, props } of templateRoutes(base)) {
       expect(props.RequestValidatorId, route).toEqual({ Ref: validatorId });
       const path = route.split(' ')[1]!;
       const expected: Record<string, boolean> = Object.fromEntries([...path.matchAll(/\{(\w+)\}/g)].map((m) => [`method.request.path.${m[1]!}`, true]));
       if (!route.startsWith('GET ')) expected['method.request.header.Idempotency-Key'] = false;
       expect(props.RequestParameters, route).toEqual(expected);
-      if (route === 'POST /workspaces/{id}/plugins') expect(props.RequestModels).toEqual({ 'application/json': { Ref: modelId } });
+      if (route === 'POST /workspaces/{id}/plugins') expect(props.RequestModels).toEqual({ 'application/json': { Ref: modelId(INSTALL_MODEL_NAME) } });
+      else if (route === 'POST /rollouts') expect(props.RequestModels).toEqual({ 'application/json': { Ref: modelId(ROLLOUT_MODEL_NAME) } });
       else expect(props.RequestModels, route).toBeUndefined();
     }
   });
 
   it('has the install model from the handler\'s own zod schema (InstallBody), as JSON Schema draft 4', () => {
-    const [, model] = only(base, 'AWS::ApiGateway::Model');
-    expect(model.Properties.Name).toBe(INSTALL_MODEL_NAME);
+    const models = Object.values(resources(base, 'AWS::ApiGateway::Model'));
+    expect(models.map((m) => m.Properties.Name).sort()).toEqual([INSTALL_MODEL_NAME, ROLLOUT_MODEL_NAME]);
+    const model = models.find((m) => m.Properties.Name === INSTALL_MODEL_NAME)!;
     expect(model.Properties.ContentType).toBe('application/json');
     const draft4 = toJSONSchema(InstallBody, { target: 'draft-4', io: 'input' });
     expect(model.Properties.Schema).toEqual(draft4);
@@ -184,6 +186,28 @@ describe('REST API', () => {
         runtime: expect.objectContaining({ enum: ['claude-code', 'hermes', 'langgraph', 'external'] }),
       }),
     }));
+  });
+
+  it('has the rollout model from RolloutBody, as JSON Schema draft 4, named as docs/openapi.json names the body', () => {
+    const model = Object.values(resources(base, 'AWS::ApiGateway::Model')).find((m) => m.Properties.Name === ROLLOUT_MODEL_NAME)!;
+    expect(model.Properties.ContentType).toBe('application/json');
+    expect(model.Properties.Schema).toEqual(toJSONSchema(RolloutBody, { target: 'draft-4', io: 'input' }));
+    expect(model.Properties.Schema).toEqual(expect.objectContaining({
+      required: ['source', 'maxConcurrency', 'maxErrors', 'canary', 'rollbackOnHalt'],
+      additionalProperties: false,
+      properties: expect.objectContaining({
+        maxConcurrency: expect.objectContaining({ type: 'integer', minimum: 1, maximum: 40 }),
+        maxErrors: expect.objectContaining({ anyOf: [expect.objectContaining({ type: 'integer' }), expect.objectContaining({ type: 'string' })] }),
+        workspaces: expect.objectContaining({ maxItems: 10_000 }),
+      }),
+    }));
+    // The document's request body names the same model.
+    const post = (openApiDocument().paths as Record<string, Record<string, { requestBody: { content: Record<string, { schema: { $ref: string } }> } }>>)['/rollouts']!.post!;
+    expect(post.requestBody.content['application/json']!.schema.$ref).toBe(`#/components/schemas/${ROLLOUT_MODEL_NAME}`);
+    expect(REQUEST_MODELS.RolloutRequest.route).toBe('POST /rollouts');
+    expect(API_ROUTES.filter((r) => r.model).map((r) => `${r.method} ${r.path} ${r.model}`)).toEqual(
+      Object.entries(REQUEST_MODELS).map(([name, m]) => `${m.route} ${name}`),
+    );
   });
 
   it('refuses to turn a schema into a model when API Gateway could not enforce it', () => {

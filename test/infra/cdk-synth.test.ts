@@ -1,5 +1,5 @@
 /**
- * The real CDK CLI, offline: `cdk synth` runs cdk.json's app (tsx), bundles the 11 step Lambdas,
+ * The real CDK CLI, offline: `cdk synth` runs cdk.json's app (tsx), bundles the 12 step Lambdas,
  * the 6 rollout step Lambdas, the api Lambda and the sweeper with esbuild and runs cdk-nag, without reaching AWS: no credentials, no instance metadata, no
  * version check, notices or telemetry, and `--no-lookups` (a context lookup would fail the synth).
  * Then every bundle is checked: index.mjs without a source map, the host scripts next to it, and
@@ -14,12 +14,12 @@ import { HOST_SCRIPTS_DIR, hostScripts } from '../../infra/constructs/step-funct
 import { STACK_NAME } from '../../infra/installer-app.ts';
 import { ROOT, TEST_ACCOUNT, TEST_REGION } from './infra-helpers.ts';
 
-// Generous: a synth bundles 19 Lambdas with esbuild and takes minutes on a loaded 2-core CI machine
+// Generous: a synth bundles 20 Lambdas with esbuild and takes minutes on a loaded 2-core CI machine
 // (13 bundles passed 420 s at load 15, with chaos campaigns and the rest of the suite beside it; 19
 // bundles ran past 900 s with each esbuild taking 15–46 s on a shared machine).
 const SYNTH_TIMEOUT_MS = 1_800_000;
-/** 11 workflow steps + 6 rollout steps + the api Lambda + the sweeper. */
-const FUNCTIONS = 19;
+/** 12 workflow steps + 6 rollout steps + the api Lambda + the sweeper. */
+const FUNCTIONS = 20;
 /**
  * A regression guard on bundle size: 2.1–2.4 MiB today with the AWS SDK bundled, which imports
  * faster than the runtime's SDK (docs/benchmarks.md part 6); a bundle past this grew by accident.

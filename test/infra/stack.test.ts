@@ -20,7 +20,7 @@ import { STEP_BY_PLACEHOLDER } from '../../lambdas/handlers/all-steps.ts';
 import { awsDeps, defaultAwsClients } from '../../lambdas/commons/aws-deps.ts';
 import type { S3ArtifactStore } from '../../lambdas/core/artifacts/s3-artifact-store.ts';
 import { WORKSPACE_ID_TAG, type Ec2WorkspaceDirectory } from '../../lambdas/core/workspaces/ec2-workspace-directory.ts';
-import { FAILURES_BY_CODE, INPUT_ERROR_CODES, NOTIFICATIONS_UNDELIVERED, ROLLBACK_FAILED, ROLLOUT_VERDICTS, SYSTEM_FAIL_STATES, SYSTEM_FAILURES, systemFailurePattern, UNDELIVERED_STATE_PREFIX } from '../../infra/constructs/alarms.ts';
+import { FAILURES_BY_CODE, INPUT_ERROR_CODES, NOTIFICATIONS_UNDELIVERED, PLUGIN_FAULT_CODES, ROLLBACK_FAILED, ROLLOUT_VERDICTS, SYSTEM_FAIL_STATES, SYSTEM_FAILURES, systemFailurePattern, UNDELIVERED_STATE_PREFIX } from '../../infra/constructs/alarms.ts';
 import { ARCHIVED_EVENT_TYPES, EVENT_SOURCE, PLUGIN_EVENT_TYPES } from '../../infra/constructs/event-bus.ts';
 import { ROLLOUT_EVENT_TYPES } from '../../lambdas/core/events/event-sink.ts';
 import { definitionText, ROLLOUT_DEFINITION } from '../../lambdas/core/workflow/workflow-files.ts';
@@ -71,11 +71,11 @@ function stepOf(app: BuiltApp, spec: StepSpec) {
 }
 
 describe('resources', () => {
-  it('has the artifact bucket, its log bucket, 11 step Lambdas + 6 rollout step Lambdas + the api Lambda + the sweeper, 3 workflow state machines + the rollout + the sweep, the bus, the alarms, the REST API, the sweep schedule', () => {
+  it('has the artifact bucket, its log bucket, 12 step Lambdas + 6 rollout step Lambdas + the api Lambda + the sweeper, 3 workflow state machines + the rollout + the sweep, the bus, the alarms, the REST API, the sweep schedule', () => {
     const t = base.template;
     t.resourceCountIs('AWS::S3::Bucket', 2);
     t.resourceCountIs('AWS::Lambda::Function', STEP_SPECS.length + ROLLOUT_STEP_SPECS.length + 2);
-    expect(STEP_SPECS.length + ROLLOUT_STEP_SPECS.length + 2).toBe(19);
+    expect(STEP_SPECS.length + ROLLOUT_STEP_SPECS.length + 2).toBe(20);
     t.resourceCountIs('AWS::StepFunctions::StateMachine', 5);
     t.resourceCountIs('AWS::Events::EventBus', 1);
     t.resourceCountIs('AWS::Events::Archive', 1);
@@ -185,7 +185,8 @@ describe('step Lambdas', () => {
         expect(props.LoggingConfig).toEqual({ LogGroup: { Ref: logicalId(step.logGroup) } });
         expect(props.Role).toEqual({ 'Fn::GetAtt': [logicalId(step.role), 'Arn'] });
         const long = spec.file === 'stage-on-host' || spec.file === 'prepare-install';
-        expect(props.Timeout, spec.file).toBe(long ? 300 : 60);
+        // VerifyLive runs the plugin's health check, up to 300 s of it.
+        expect(props.Timeout, spec.file).toBe(spec.file === 'verify-live' ? 360 : long ? 300 : 60);
         expect(props.MemorySize as number).toBeGreaterThanOrEqual(256);
         expect(props.MemorySize as number).toBeLessThanOrEqual(512);
         expect(props.Description).toContain(`lambdas/handlers/${spec.file}.ts`);
@@ -203,8 +204,9 @@ describe('step Lambdas', () => {
     };
     const variables = (app: BuiltApp, spec: StepSpec) =>
       (app.template.findResources('AWS::Lambda::Function')[logicalId(stepOf(app, spec).fn)]!.Properties as { Environment: { Variables: unknown } }).Environment.Variables;
-    // Host steps also get their host-operation timeout: the function's less 15 s (45 s, or 285 s for StageOnHost).
-    const hostTimeout = (spec: StepSpec) => (isHostStep(spec) ? { HOST_STEP_TIMEOUT_MS: spec.file === 'stage-on-host' ? '285000' : '45000' } : {});
+    // Host steps also get their host-operation timeout: the function's less 15 s (45 s, or 285 s for
+    // StageOnHost and 345 s for VerifyLive).
+    const hostTimeout = (spec: StepSpec) => (isHostStep(spec) ? { HOST_STEP_TIMEOUT_MS: { 'stage-on-host': '285000', 'verify-live': '345000' }[spec.file] ?? '45000' } : {});
     for (const spec of STEP_SPECS) {
       expect(variables(base, spec), spec.file).toEqual({
         ...common,
@@ -493,7 +495,7 @@ describe('state machines', () => {
   it('reference every step their workflow needs: install, rollback and uninstall', () => {
     const keys = (name: WorkflowName) => Object.keys(machine(base, name).DefinitionSubstitutions).sort();
     expect(keys('install')).toEqual(
-      ['AcquireLock', 'EventBusName', 'PrepareInstall', 'ReleaseLock', 'RollBack', 'SnapshotLive', 'StageOnHost', 'SwapIntoPlace', 'WriteMarker']
+      ['AcquireLock', 'EventBusName', 'PrepareInstall', 'ReleaseLock', 'RollBack', 'SnapshotLive', 'StageOnHost', 'SwapIntoPlace', 'VerifyLive', 'WriteMarker']
         .map((k) => (k === 'EventBusName' ? k : `${k}FunctionArn`))
         .sort(),
     );
@@ -568,6 +570,11 @@ describe('alarms', () => {
       expect(pattern).toContain(`($.details.error != "${code}")`);
       expect(rolloutFails).toContain(code);
     }
+    // A plugin whose own health check fails was rolled back as designed: counted, never paged. Its
+    // install ends in RolledBackUnhealthy, not in RolledBack.
+    expect(PLUGIN_FAULT_CODES).toEqual(['HealthCheckFailed']);
+    expect(pattern).toContain('($.details.error != "HealthCheckFailed")');
+    expect(SYSTEM_FAIL_STATES).not.toContain('RolledBackUnhealthy');
     expect(pattern).toMatch(/^\{ \(\(\$\.type = "FailStateEntered"\) && .*\) \|\| \(\(\$\.type = "ExecutionFailed"\) && /);
     base.template.hasResourceProperties('AWS::Logs::MetricFilter', {
       LogGroupName: { Ref: logGroup },

@@ -314,7 +314,7 @@ describe('POST /rollouts and GET /rollouts/{id}', () => {
       ['an unpinned https source', postRollout(rolloutBody({ source: 'https://example.com/p.tar.gz' }), 'r-11'), 422, 'UnpinnedSource'],
       ['an unknown workspace', postRollout(rolloutBody({ workspaces: ['ws-r1', 'ws-nobody'] }), 'r-12'), 422, 'WorkspaceNotFound'],
       ['a selector that matches nothing', postRollout(rolloutBody({ workspaces: undefined, selector: { Team: 'nobody' } }), 'r-13'), 400, 'InvalidInput'],
-      ['a body over 64 KiB', postRollout(rolloutBody({ source: 'x'.repeat(70_000) })), 413, 'InvalidInput'],
+      ['a body over 1 MiB', postRollout(rolloutBody({ source: 'x'.repeat(1_100_000) })), 413, 'InvalidInput'],
     ];
     for (const [what, event, status, code] of refusals) {
       const r = await call(event);

@@ -1,7 +1,7 @@
 /**
  * The host-step script itself (lambdas/core/host/plugin-host.sh), run for real with `sh` through
  * HostSteps + LocalHost against a throw-away plugins root: locks and fencing, staging, the swap
- * (exchange) and the snapshot of what it displaced, the marker, the rollback table, restore,
+ * (exchange) and the snapshot of what it displaced, the health check's arguments, the marker, the rollback table, restore,
  * uninstall, list, sweep, unsafe layouts, and hostile arguments handed straight to the transport
  * (bypassing the TypeScript validation). Which directory is "ours" is decided by inode against the
  * root-owned records under `.meta/`, so the tests compare inodes (`ino`) where they used to read
@@ -1212,6 +1212,20 @@ describe('hostile arguments straight to the transport', () => {
     out.push(['mark execution', 'mark', [rootDir, NAME, STAMP, '1.0.0', SHA, `$(${touch})`, TIME, '-']]);
     out.push(['mark time', 'mark', [rootDir, NAME, STAMP, '1.0.0', SHA, 'exec', 'yesterday', '-']]);
     out.push(['mark json in version', 'mark', [rootDir, NAME, STAMP, '1","x":"y', SHA, 'exec', TIME, '-']]);
+    out.push(['verify version', 'verify', [rootDir, NAME, STAMP, `1.0;${touch}`, '1000:1000', '30']]);
+    out.push(['verify owner spec', 'verify', [rootDir, NAME, STAMP, '1.0.0', `1000:1000;${touch}`, '30']]);
+    out.push(['verify timeout 0', 'verify', [rootDir, NAME, STAMP, '1.0.0', '1000:1000', '0']]);
+    out.push(['verify timeout 301', 'verify', [rootDir, NAME, STAMP, '1.0.0', '1000:1000', '301']]);
+    out.push(['verify timeout substitution', 'verify', [rootDir, NAME, STAMP, '1.0.0', '1000:1000', `30;${touch}`]]);
+    out.push(['verify command with a control character', 'verify', [rootDir, NAME, STAMP, '1.0.0', '1000:1000', '30', `echo;${touch}`]]);
+    out.push(['verify command over 2048 bytes', 'verify', [rootDir, NAME, STAMP, '1.0.0', '1000:1000', '30', `${touch};${'#'.repeat(2048)}`]]);
+    if (process.getuid?.() === 0) {
+      // Running as root, the check must run as somebody else: never as root, never "as is".
+      out.push(['verify as root', 'verify', [rootDir, NAME, STAMP, '1.0.0', '0:0', '30', touch]]);
+      out.push(['verify without an owner, as root', 'verify', [rootDir, NAME, STAMP, '1.0.0', '-', '30', touch]]);
+      out.push(['verify as group root', 'verify', [rootDir, NAME, STAMP, '1.0.0', '1000:0', '30', touch]]);
+      out.push(['verify as root, spelt 00', 'verify', [rootDir, NAME, STAMP, '1.0.0', '00:1000', '30', touch]]);
+    }
     out.push(['sweep cutoff', 'sweep', [rootDir, `$(${touch})`, '1', '20250101T000000Z', '20250101T000000Z', '1', '0']]);
     out.push(['sweep keep', 'sweep', [rootDir, '20250101T000000Z', '-1', '20250101T000000Z', '20250101T000000Z', '1', '0']]);
     out.push(['sweep dry flag', 'sweep', [rootDir, '20250101T000000Z', '1', '20250101T000000Z', '20250101T000000Z', '1', 'yes']]);
@@ -1249,6 +1263,10 @@ describe('hostile arguments straight to the transport', () => {
     await expectCode(steps.lock(ref('not-a-stamp'), 'o', 1, 60), 'InvalidInput');
     await expectCode(steps.lock(ref(STAMP), 'a b', 1, 60), 'InvalidInput');
     await expectCode(steps.mark(ref(STAMP), { ...marker(STAMP), version: '1.0 x' }), 'InvalidInput');
+    await expectCode(steps.verify(ref(STAMP), '1.0 x', null), 'InvalidInput');
+    await expectCode(steps.verify(ref(STAMP), '1.0.0', { command: 'true', timeoutSeconds: 301 }), 'InvalidInput');
+    await expectCode(steps.verify(ref(STAMP), '1.0.0', { command: 'a\u0007b', timeoutSeconds: 5 }), 'InvalidInput');
+    await expectCode(steps.verify(ref(STAMP), '1.0.0', { command: 'x'.repeat(2049), timeoutSeconds: 5 }), 'InvalidInput');
     expect(existsSync(root)).toBe(false);
   });
 });

@@ -6,9 +6,15 @@
  * step timeout, step repeated after success), hostile names, the root-owned records under `.meta/`
  * (docs/host-layout.md), and the invariant that live is absent or one whole version. One fault
  * gets one code on every transport: the suite asserts the exact code.
+ *
+ * The health check (`verify`, between snapshot and mark) runs the same script bytes on every
+ * transport, and the suite holds each to its contract: a check that passes, one that fails (its
+ * last lines quoted), one that times out, one that forks a child that outlives it (killed with
+ * it), and one that tries to write outside the plugin (it runs unprivileged: it cannot). A failed
+ * check is rolled back: the previous version live again, the new one kept under .failed/.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +28,7 @@ import { newStamp } from '../../lambdas/core/stamp.ts';
 import type { WorkspaceRecord } from '../../lambdas/core/workspaces/workspace-directory.ts';
 import { goodTarball } from '../fixtures/hostile-tarballs.ts';
 import { judgeLive, readTree } from '../helpers/live-tree.ts';
+import type { HealthcheckSpec } from '../../lambdas/core/healthcheck.ts';
 import { startEicHarness } from '../servers/eic-harness.ts';
 import { startSsmHarness } from '../servers/ssm-harness.ts';
 import { startTarballServer } from '../servers/tarball-server.ts';
@@ -325,5 +332,185 @@ describe.each(TRANSPORTS)('RemoteHost conformance: %s', (_name, start) => {
     const raw = await t.target.host.run({ op: 'list', args: ['relative/root'] });
     expect(raw.exitCode).toBe(10);
     expect(existsSync('/tmp/pwned-conformance')).toBe(false);
+  });
+
+  describe('health check (verify)', () => {
+    const CHECKED = 'checked';
+    const C1 = { 'plugin.yaml': `name: ${CHECKED}\nversion: 1.0.0\n`, 'bin/ok.sh': 'echo fine\n' };
+    const C2 = { 'plugin.yaml': `name: ${CHECKED}\nversion: 2.0.0\n`, 'bin/ok.sh': 'echo finer\n', 'bin/new.sh': 'echo new\n' };
+    const checkedLive = () => join(t.root, CHECKED);
+    const checkedVerdict = () => judgeLive(readTree(checkedLive()), { '1.0.0': C1, '2.0.0': C2 });
+    let c1: Buffer;
+    let c2: Buffer;
+
+    /** The workflow's order up to the check: lock → stage → swap → snapshot, then verify. */
+    async function upTo(tarball: Buffer, files: Record<string, string>) {
+      const ref = { name: CHECKED, stamp: newStamp() };
+      await steps.lock(ref, 'conformance', 0, 600);
+      await steps.stage(ref, sha(tarball), 0, t.body(tarball), unpacked(files));
+      await steps.swap(ref);
+      await steps.snapshot(ref);
+      return ref;
+    }
+
+    /** Stage C2 over C1 and verify it with `check`: what verify said (or threw), and how long it took. */
+    async function upgradeChecked(check: HealthcheckSpec) {
+      const ref = await upTo(c2, C2);
+      const started = Date.now();
+      try {
+        const result = await steps.verify(ref, '2.0.0', check);
+        return { ref, result, error: undefined, ms: Date.now() - started };
+      } catch (err) {
+        if (!(err instanceof PluginError)) throw err;
+        return { ref, result: undefined, error: err, ms: Date.now() - started };
+      }
+    }
+
+    /** After a failed check: the workflow's RollBack puts C1 back and keeps C2 under .failed/. */
+    async function expectRolledBack(ref: { name: string; stamp: string }) {
+      expect(await steps.rollback(ref)).toMatchObject({ live: 'restored', changed: true, lock: 'released' });
+      expect(checkedVerdict()).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
+      const failed = join(t.root, '.failed', `${CHECKED}.${ref.stamp}`);
+      expect(readFileSync(join(failed, 'plugin.yaml'), 'utf8')).toBe(C2['plugin.yaml']);
+      // Nothing of the check is left in .staging (its work directory and fifo are gone).
+      expect(readdirSync(join(t.root, '.staging')).filter((e) => e.startsWith(`${CHECKED}.`))).toEqual([]);
+    }
+
+    beforeAll(async () => {
+      c1 = await goodTarball(C1);
+      c2 = await goodTarball(C2);
+      const ref = await upTo(c1, C1);
+      expect(await steps.verify(ref, '1.0.0', null)).toEqual({ result: 'passed', check: 'built-in' });
+      expect(await steps.verify(ref, '1.0.0', null)).toEqual({ result: 'already' });
+      await steps.mark(ref, { version: '1.0.0', sha256: sha(c1), execution: 'conf-exec', installedAt: new Date().toISOString() });
+      await steps.unlock(ref);
+    }, 60_000);
+
+    it('passes a check that exits 0; it ran as the plugin\'s owner (no groups, no capabilities, no new privileges) in live, in a minimal environment, stdin at end of file', async () => {
+      const probe = [
+        'if read -r line; then echo "stdin had: $line"; exit 9; fi',
+        'id -u > ./probe.uid; id -G > ./probe.groups; pwd -P > ./probe.pwd; env > ./probe.env',
+        "grep -E '^(NoNewPrivs|CapEff|CapPrm):' /proc/self/status > ./probe.status",
+        'echo checked',
+      ].join('\n');
+      const r = await upgradeChecked({ command: probe, timeoutSeconds: 30 });
+      expect(r.error).toBeUndefined();
+      expect(r.result).toEqual({ result: 'passed', check: 'command', isolation: 'pid-namespace' });
+      const probe_ = (f: string) => readFileSync(join(checkedLive(), f), 'utf8').trim();
+      const owner = t.target.ownerSpec === '-' ? String(process.getuid!()) : '1000';
+      expect(probe_('probe.uid')).toBe(owner);
+      expect(probe_('probe.groups')).toBe(t.target.ownerSpec === '-' ? probe_('probe.groups') : '1000');
+      expect(probe_('probe.pwd')).toBe(checkedLive());
+      expect(probe_('probe.status')).toMatch(/^NoNewPrivs:\s+1$/m);
+      expect(probe_('probe.status')).toMatch(/^CapEff:\s+0+$/m);
+      const env = Object.fromEntries(probe_('probe.env').split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+      // Only what the runtime gives (and the PWD sh sets itself): nothing of the transport's or root's environment.
+      expect(Object.keys(env).sort()).toEqual(['LC_ALL', 'PATH', 'PLUGIN_DIR', 'PLUGIN_NAME', 'PLUGIN_VERSION', 'PWD']);
+      expect(env).toMatchObject({ PLUGIN_DIR: checkedLive(), PLUGIN_NAME: CHECKED, PLUGIN_VERSION: '2.0.0', LC_ALL: 'C' });
+      // The probe files belong to the owner: the check wrote them itself.
+      if (t.target.ownerSpec !== '-') expect(statSync(join(checkedLive(), 'probe.uid')).uid).toBe(1000);
+      await steps.mark(r.ref, { version: '2.0.0', sha256: sha(c2), execution: 'conf-exec', installedAt: new Date().toISOString() });
+      await steps.unlock(r.ref);
+      // Put C1 back for the next case (a rollback to the snapshot, as pluginctl rollback does).
+      const back = { name: CHECKED, stamp: newStamp() };
+      await steps.lock(back, 'conformance', 0, 600);
+      await steps.restore(back);
+      await steps.swap(back);
+      await steps.snapshot(back);
+      await steps.unlock(back);
+      expect(checkedVerdict()).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
+    });
+
+    it('a check that fails is HealthCheckFailed with the last lines of its output; rolled back, the new version kept under .failed/', async () => {
+      const lines = Array.from({ length: 25 }, (_, i) => `echo "line ${i + 1}"`).join('; ');
+      const r = await upgradeChecked({ command: `${lines}; echo 'bad "quote" \\ back' >&2; printf 'tab\\there\\001\\n'; exit 7`, timeoutSeconds: 30 });
+      expect(r.error?.code).toBe('HealthCheckFailed');
+      const message = r.error!.message;
+      expect(message).toContain(`health check of ${CHECKED} 2.0.0 failed: exit status 7`);
+      // The last 20 lines, in order, stderr included; quotes and backslashes survive, control characters do not.
+      expect(message).toContain('line 25');
+      expect(message).toContain('bad "quote" \\ back');
+      expect(message).toContain('tab here');
+      expect(message).not.toContain('\u0001');
+      expect(message).not.toMatch(/line 5\n/);
+      expect(message.split('\n').slice(1)).toHaveLength(20);
+      expect(message.split('\n').slice(1)[0]).toBe('line 8');
+      await expectRolledBack(r.ref);
+    });
+
+    it('a check that outlives its timeout is killed with every process it started: HealthCheckFailed, rolled back', async () => {
+      const r = await upgradeChecked({ command: 'echo started; (sleep 4; touch ./late-child) & setsid sh -c "sleep 4; touch ./late-session" & sleep 120', timeoutSeconds: 2 });
+      expect(r.error?.code).toBe('HealthCheckFailed');
+      expect(r.error!.message).toContain('timed out after 2s');
+      expect(r.error!.message).toContain('started');
+      expect(r.ms).toBeLessThan(60_000);
+      await expectRolledBack(r.ref);
+      // Had the children survived, they would have written into the new version (now in .failed/).
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+      const failed = join(t.root, '.failed', `${CHECKED}.${r.ref.stamp}`);
+      expect(existsSync(join(failed, 'late-child'))).toBe(false);
+      expect(existsSync(join(failed, 'late-session'))).toBe(false);
+    }, 90_000);
+
+    it('a check that passes but leaves a child running: the child is killed, the step does not wait for it', async () => {
+      const r = await upgradeChecked({ command: '(sleep 4; touch ./late-child; sleep 120) & setsid sh -c "sleep 4; touch ./late-session; sleep 120" & sleep 1; echo done', timeoutSeconds: 30 });
+      expect(r.error).toBeUndefined();
+      expect(r.result).toMatchObject({ result: 'passed', check: 'command' });
+      expect(r.ms).toBeLessThan(60_000);
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+      expect(existsSync(join(checkedLive(), 'late-child'))).toBe(false);
+      expect(existsSync(join(checkedLive(), 'late-session'))).toBe(false);
+      // Not marked: undo it as the workflow would after a later failure, back to C1.
+      expect(await steps.rollback(r.ref)).toMatchObject({ live: 'restored', changed: true });
+      expect(checkedVerdict()).toMatchObject({ state: 'whole', version: '1.0.0' });
+    }, 90_000);
+
+    it('a check that tries to write outside the plugin cannot (it runs unprivileged); nothing outside live changes', async () => {
+      const canary = join(t.root, '..', 'canary-health');
+      writeFileSync(canary, 'untouched\n');
+      chmodSync(canary, 0o644);
+      const before = readdirSync(t.root).sort();
+      const metaBefore = readdirSync(join(t.root, '.meta')).sort();
+      const attempts = [
+        'touch ../planted',
+        'echo pwned > ../../canary-health',
+        'touch ../.meta/planted',
+        'mv ../.previous ../moved',
+        'rm -rf ../.locks',
+        'chmod 777 ..',
+        'touch /etc/planted-by-healthcheck',
+        'sudo -n touch /etc/planted-by-sudo',
+      ];
+      const r = await upgradeChecked({ command: `${attempts.map((a) => `${a} 2>&1 && echo "WROTE: ${a}"`).join('\n')}\nexit 1`, timeoutSeconds: 30 });
+      expect(r.error?.code).toBe('HealthCheckFailed');
+      expect(r.error!.message).not.toContain('WROTE:');
+      expect(readFileSync(canary, 'utf8')).toBe('untouched\n');
+      expect(readdirSync(t.root).sort()).toEqual(before);
+      expect(readdirSync(join(t.root, '.meta')).filter((e) => !metaBefore.includes(e) && !e.startsWith(`${CHECKED}.`) && !e.startsWith(`${CHECKED}@`))).toEqual([]);
+      expect((statSync(t.root).mode & 0o777).toString(8)).toBe('755');
+      expect(existsSync('/etc/planted-by-healthcheck')).toBe(false);
+      expect(existsSync('/etc/planted-by-sudo')).toBe(false);
+      await expectRolledBack(r.ref);
+    });
+
+    it('built-in checks: a plugin.yaml the owner cannot read fails before any command runs', async () => {
+      const unreadable = await goodTarball(C2);
+      const ref = await upTo(unreadable, C2);
+      // As if the tarball had shipped plugin.yaml with mode 0000 (root can still stat it).
+      chmodSync(join(checkedLive(), 'plugin.yaml'), 0o000);
+      const code = await codeOf(steps.verify(ref, '2.0.0', { command: 'touch ./ran', timeoutSeconds: 5 }));
+      expect(code).toBe('HealthCheckFailed');
+      expect(existsSync(join(checkedLive(), 'ran'))).toBe(false);
+      await expectRolledBack(ref);
+    });
+
+    it('verify acts only on a live copy this stamp placed, and only under its lease', async () => {
+      const ref = { name: CHECKED, stamp: newStamp() };
+      await steps.lock(ref, 'conformance', 0, 600);
+      expect(await codeOf(steps.verify(ref, '2.0.0', null))).toBe('LiveNotOurs');
+      expect(await codeOf(steps.verify({ name: CHECKED, stamp: newStamp() }, '2.0.0', null))).toBe('LockLost');
+      await steps.unlock(ref);
+      expect(checkedVerdict()).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
+    });
   });
 });

@@ -58,7 +58,8 @@ describe('the exit-code table matches the script', () => {
     expect(HOST_EXIT_CODES[EX.EX_PERMISSION!]).toBe('HostPermissionDenied');
     expect(HOST_EXIT_CODES[EX.EX_UNSAFE_LAYOUT!]).toBe('UnsafeHostLayout');
     expect(HOST_EXIT_CODES[EX.EX_ROLLBACK!]).toBe('RollbackFailed');
-    expect(EX).toMatchObject({ EX_NO_DOWNLOADER: 22, EX_DISK_FULL: 23, EX_PERMISSION: 24, EX_TOOL_MISSING: 25, EX_UNSAFE_LAYOUT: 26, EX_ROLLBACK: 27 });
+    expect(HOST_EXIT_CODES[EX.EX_HEALTH!]).toBe('HealthCheckFailed');
+    expect(EX).toMatchObject({ EX_NO_DOWNLOADER: 22, EX_DISK_FULL: 23, EX_PERMISSION: 24, EX_TOOL_MISSING: 25, EX_UNSAFE_LAYOUT: 26, EX_ROLLBACK: 27, EX_HEALTH: 28 });
   });
 });
 

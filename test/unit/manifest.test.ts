@@ -34,6 +34,15 @@ runtimes: [claude-code, hermes]
     expect(parseManifest(`${base}tags:\ndescription:\n`)).toMatchObject({ tags: [], description: '' });
   });
 
+  it('reads a healthcheck: the command as written, timeoutSeconds defaulting to 30', () => {
+    expect(parseManifest(`${base}healthcheck:\n  command: curl -fsS http://127.0.0.1:8080/health\n`).healthcheck).toEqual({ command: 'curl -fsS http://127.0.0.1:8080/health', timeoutSeconds: 30 });
+    expect(parseManifest(`${base}healthcheck:\n  command: |\n    set -e\n    test -f skills/greet/SKILL.md\n  timeoutSeconds: 300\n`).healthcheck).toEqual({ command: 'set -e\ntest -f skills/greet/SKILL.md\n', timeoutSeconds: 300 });
+    expect(parseManifest(`${base}healthcheck:\n  command: "x"\n  timeoutSeconds: 1\n`).healthcheck?.timeoutSeconds).toBe(1);
+    // Absent, or empty: no health check (the built-in checks still run).
+    expect(parseManifest(base)).not.toHaveProperty('healthcheck');
+    expect(parseManifest(`${base}healthcheck:\n`)).not.toHaveProperty('healthcheck');
+  });
+
   it('ignores unknown keys', () => {
     const manifest = parseManifest(`${base}homepage: https://example.com\nx-extra: {a: 1}\n`);
     expect(manifest).not.toHaveProperty('homepage');
@@ -64,6 +73,17 @@ runtimes: [claude-code, hermes]
     ['too many skills', `${base}skills: [${Array.from({ length: 257 }, (_, i) => `s${i}`).join(', ')}]\n`, 'skills: must list at most 256 skills'],
     ['unknown runtime', `${base}runtimes: [claude-code, vscode]\n`, 'runtimes[1]: must be one of claude-code, hermes, langgraph, external'],
     ['runtimes not a list', `${base}runtimes: hermes\n`, 'runtimes: must be a list'],
+    ['healthcheck not a mapping', `${base}healthcheck: curl localhost\n`, 'healthcheck: must be a mapping, got a string'],
+    ['healthcheck without a command', `${base}healthcheck:\n  timeoutSeconds: 5\n`, 'healthcheck.command: is required'],
+    ['healthcheck with a blank command', `${base}healthcheck:\n  command: "  "\n`, 'healthcheck.command: must not be empty'],
+    ['healthcheck command not a string', `${base}healthcheck:\n  command: [a, b]\n`, 'healthcheck.command: must be a string, got a list'],
+    ['healthcheck command over 2048 bytes', `${base}healthcheck:\n  command: "${'é'.repeat(1025)}"\n`, 'healthcheck.command: must be at most 2048 bytes'],
+    ['healthcheck command with a control character', `${base}healthcheck:\n  command: "true\\u001b[2J"\n`, 'healthcheck.command: must not contain control characters'],
+    ['healthcheck timeout 0', `${base}healthcheck:\n  command: "true"\n  timeoutSeconds: 0\n`, 'healthcheck.timeoutSeconds: must be between 1 and 300 seconds'],
+    ['healthcheck timeout over 300', `${base}healthcheck:\n  command: "true"\n  timeoutSeconds: 301\n`, 'healthcheck.timeoutSeconds: must be between 1 and 300 seconds'],
+    ['healthcheck timeout with a fraction', `${base}healthcheck:\n  command: "true"\n  timeoutSeconds: 2.5\n`, 'healthcheck.timeoutSeconds: must be a whole number, got number 2.5'],
+    ['healthcheck timeout as text', `${base}healthcheck:\n  command: "true"\n  timeoutSeconds: 30s\n`, 'healthcheck.timeoutSeconds: must be a number, got a string'],
+    ['healthcheck with a misspelt key', `${base}healthcheck:\n  command: "true"\n  timeout: 30\n`, 'healthcheck: unknown key "timeout" (healthcheck takes command and timeoutSeconds)'],
   ])('refuses %s', (_label, text, problem) => {
     const error = refusal(() => parseManifest(text));
     expect(error.code).toBe('InvalidManifest');

@@ -164,7 +164,7 @@ describe.each(WORKFLOWS.map((w) => [w] as const))('%s.asl.json', (workflow) => {
 
   it('a failure before live is touched goes to CleanUp (a plain failure, never RollbackFailed); after, to RollBack', () => {
     const before = new Set(['AcquireLock', 'StageOnHost', 'StageSnapshot']);
-    const after = new Set(['SwapIntoPlace', 'SnapshotLive', 'RemoveLive']);
+    const after = new Set(['SwapIntoPlace', 'SnapshotLive', 'VerifyLive', 'RemoveLive']);
     for (const [name, s] of states) {
       if (before.has(name)) expect(s.Catch?.at(-1)?.Next, name).toBe('CleanUp');
       if (after.has(name)) expect(s.Catch?.at(-1)?.Next, name).toBe('RollBack');
@@ -198,7 +198,7 @@ describe('install.asl.json', () => {
 
   it("has the design's states", () => {
     const design = [
-      'Prepare', 'AcquireLock', 'StageOnHost', 'SnapshotLive', 'SwapIntoPlace', 'WriteMarker', 'ReleaseLock', 'NotifyInstalled',
+      'Prepare', 'AcquireLock', 'StageOnHost', 'SnapshotLive', 'SwapIntoPlace', 'VerifyLive', 'WriteMarker', 'ReleaseLock', 'NotifyInstalled',
       'RollBack', 'InstallFailed', 'RollbackFailed', 'MarkerWriteFailed',
     ];
     const names = Object.keys(def.States);
@@ -211,20 +211,30 @@ describe('install.asl.json', () => {
   it('runs the steps in the designed order on success', () => {
     const path: string[] = [];
     for (let n: string | undefined = def.StartAt; n; n = def.States[n]?.Next) path.push(n);
-    expect(path).toEqual(['Prepare', 'AcquireLock', 'StageOnHost', 'SwapIntoPlace', 'SnapshotLive', 'WriteMarker', 'ReleaseLock', 'NotifyInstalled', 'Installed']);
+    expect(path).toEqual(['Prepare', 'AcquireLock', 'StageOnHost', 'SwapIntoPlace', 'SnapshotLive', 'VerifyLive', 'WriteMarker', 'ReleaseLock', 'NotifyInstalled', 'Installed']);
     expect(def.States.Installed?.Type).toBe('Succeed');
   });
 
   it('cleans up before the swap, rolls back after it; a marker failure is not rolled back', () => {
     expect(def.States.Prepare?.Catch?.[0]?.Next).toBe('NotifyInstallFailed');
     for (const n of ['AcquireLock', 'StageOnHost']) expect(def.States[n]?.Catch?.[0]?.Next, n).toBe('CleanUp');
-    for (const n of ['SwapIntoPlace', 'SnapshotLive']) expect(def.States[n]?.Catch?.[0]?.Next, n).toBe('RollBack');
+    // A failed health check (or any other VerifyLive failure) rolls back: the new version is live by then.
+    for (const n of ['SwapIntoPlace', 'SnapshotLive', 'VerifyLive']) expect(def.States[n]?.Catch?.[0]?.Next, n).toBe('RollBack');
     expect(reachable(def, def.States.WriteMarker!.Catch![0]!.Next)).not.toContain('RollBack');
     expect(reachable(def, def.States.WriteMarker!.Catch![0]!.Next)).toContain('MarkerWriteFailed');
     expect(def.States.CleanUp?.Next).toBe('NotifyInstallFailed');
     expect(def.States.CleanUp?.Catch?.[0]?.Next).toBe('NotifyInstallFailed');
     expect(def.States.RollBack?.Next).toBe('NotifyRolledBack');
     expect(def.States.RollBack?.Catch?.[0]?.Next).toBe('NotifyRollbackFailed');
+  });
+
+  it('a failed health check ends in its own Fail state (RolledBackUnhealthy), every other rolled-back failure in RolledBack', () => {
+    const choice = def.States['Unhealthy?'] as State & { Choices: { Variable: string; StringEquals: string; Next: string }[] };
+    expect(def.States.NotifyRolledBack?.Next).toBe('Unhealthy?');
+    expect(def.States.NotificationUndeliveredRolledBack?.Next).toBe('Unhealthy?');
+    expect(choice.Choices).toEqual([{ Variable: '$.error.Error', StringEquals: 'HealthCheckFailed', Next: 'RolledBackUnhealthy' }]);
+    expect(choice.Default).toBe('RolledBack');
+    expect(def.States.RolledBackUnhealthy).toMatchObject({ Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' });
   });
 });
 

@@ -7,7 +7,7 @@ import type * as z from '../zod.ts';
 import { PluginError } from '../errors.ts';
 import type { StepDeps } from '../steps/step-deps.ts';
 import type { WorkflowEngine } from '../workflow/workflow-engine.ts';
-import { MAX_BODY_BYTES } from './api-schemas.ts';
+import { bodyLimit } from './api-schemas.ts';
 import { statusOf } from './http-status.ts';
 
 export interface ApiRequest {
@@ -57,10 +57,11 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T 
   return r.data;
 }
 
-/** 413 for a body over MAX_BODY_BYTES (before parsing it), else undefined. */
+/** 413 for a body over the route's limit (bodyLimit; before parsing it), else undefined. */
 export function bodyTooLarge(req: ApiRequest, shape: string): ApiResponse | undefined {
-  if (!req.body || Buffer.byteLength(req.body) <= MAX_BODY_BYTES) return undefined;
-  return json(413, { error: { code: 'InvalidInput', message: `request body is larger than ${MAX_BODY_BYTES} bytes`, hint: `send only ${shape}` } });
+  const limit = bodyLimit(req.method, req.path);
+  if (!req.body || Buffer.byteLength(req.body) <= limit) return undefined;
+  return json(413, { error: { code: 'InvalidInput', message: `request body is larger than ${limit} bytes`, hint: `send only ${shape}` } });
 }
 
 export function jsonBody(req: ApiRequest, example: string): unknown {

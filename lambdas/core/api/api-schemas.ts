@@ -9,6 +9,16 @@ import { RUNTIMES } from '../runtimes.ts';
 
 /** Request bodies above this are refused with 413 before parsing. */
 export const MAX_BODY_BYTES = 64 * 1024;
+/**
+ * POST /rollouts may name up to MAX_TARGETS workspaces: 10,000 ids of up to 64 characters are
+ * ~670 KB of JSON, so its bodies may be larger (API Gateway allows 10 MB, Lambda 6 MB).
+ */
+export const MAX_ROLLOUT_BODY_BYTES = 1024 * 1024;
+
+/** The body limit of a route: POST /rollouts gets MAX_ROLLOUT_BODY_BYTES, every other route MAX_BODY_BYTES. */
+export function bodyLimit(method: string, path: string): number {
+  return method === 'POST' && path.replace(/\/+$/, '') === '/rollouts' ? MAX_ROLLOUT_BODY_BYTES : MAX_BODY_BYTES;
+}
 
 export const WorkspaceIdParam = z.string().regex(WORKSPACE_ID).describe('Workspace id (EC2 tag WorkspaceId)');
 export const PluginNameParam = z.string().regex(PLUGIN_NAME).describe('Plugin name from plugin.yaml');

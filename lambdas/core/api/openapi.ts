@@ -87,7 +87,7 @@ export function openApiDocument(): Record<string, unknown> {
             202: { description: 'rollout started', headers: { Location: { schema: { type: 'string' } } }, content: { 'application/json': { schema: ref('RolloutAccepted') } } },
             400: errorResponse('bad input: the body (both or neither of workspaces/selector, maxConcurrency or canary out of range, a bad maxErrors), or a source that cannot be had'),
             409: errorResponse('another rollout holds the plugin (RolloutBusy; the message names it)'),
-            413: errorResponse('request body larger than 64 KiB'),
+            413: errorResponse('request body larger than 1 MiB'),
             422: errorResponse('unknown workspaces (WorkspaceNotFound, named), an https/github source without sha256, or an Idempotency-Key reused with another body'),
             503: unavailable,
           },

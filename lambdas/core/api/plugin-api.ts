@@ -16,8 +16,8 @@ import { listPlugins } from '../steps/list-plugins.ts';
 import type { StartedExecution } from '../workflow/workflow-engine.ts';
 import type { WorkflowName } from '../workflow/workflow-files.ts';
 import type { WorkspaceRecord } from '../workspaces/workspace-directory.ts';
-import { errorResponse, json, parse, type ApiDeps, type ApiRequest, type ApiResponse } from './api-http.ts';
-import { InstallBody, MAX_BODY_BYTES, PluginNameParam, RolloutIdParam, WorkspaceIdParam } from './api-schemas.ts';
+import { bodyTooLarge, errorResponse, json, parse, type ApiDeps, type ApiRequest, type ApiResponse } from './api-http.ts';
+import { InstallBody, PluginNameParam, RolloutIdParam, WorkspaceIdParam } from './api-schemas.ts';
 import { getRollout, postRollout } from './rollout-api.ts';
 
 export type { ApiDeps, ApiRequest, ApiResponse } from './api-http.ts';
@@ -72,9 +72,8 @@ async function replayOf(deps: ApiDeps, workflow: WorkflowName, name: string, req
 }
 
 async function install(deps: ApiDeps, req: ApiRequest, id: string): Promise<ApiResponse> {
-  if (req.body && Buffer.byteLength(req.body) > MAX_BODY_BYTES) {
-    return json(413, { error: { code: 'InvalidInput', message: `request body is larger than ${MAX_BODY_BYTES} bytes`, hint: 'send only {source, sha256?, runtime?}' } });
-  }
+  const tooLarge = bodyTooLarge(req, '{source, sha256?, runtime?}');
+  if (tooLarge) return tooLarge;
   let raw: unknown;
   try {
     raw = JSON.parse(req.body ?? '');

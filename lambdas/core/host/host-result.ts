@@ -28,6 +28,7 @@ export const HOST_EXIT_CODES: Record<number, ErrorCode> = {
   25: 'HostToolMissing',
   26: 'UnsafeHostLayout',
   27: 'RollbackFailed',
+  28: 'HealthCheckFailed',
 };
 
 const HINTS: Partial<Record<ErrorCode, string>> = {
@@ -44,6 +45,7 @@ const HINTS: Partial<Record<ErrorCode, string>> = {
   HostToolMissing: 'install the named package on the host (the image needs coreutils, util-linux, tar, gzip, findutils), then retry',
   UnsafeHostLayout: 'the plugins root or one of its management directories is a link or owned by another user; fix it as the message says, then retry',
   RollbackFailed: 'inspect the plugins root on the host (live, .staging, .previous, .failed) and finish the rollback by hand',
+  HealthCheckFailed: 'the new version did not pass its health check on the host and is rolled back; fix the plugin (or its healthcheck in plugin.yaml) and install again',
 };
 
 /** sudo refusing to run the step (EIC's non-root user without passwordless sudo). */

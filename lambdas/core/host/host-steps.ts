@@ -5,6 +5,7 @@
 import type { Readable } from 'node:stream';
 import { assertPluginName, assertSha256, assertStamp, assertVersion, assertExecutionName } from '../names.ts';
 import { PluginError } from '../errors.ts';
+import { HEALTHCHECK_TIMEOUT_DEFAULT_SECONDS, HEALTHCHECK_TIMEOUT_MAX_SECONDS, healthcheckCommandFits, withoutControlCharacters, type HealthcheckSpec } from '../healthcheck.ts';
 import { interpretHostResult, type HostResult } from './host-result.ts';
 import type { HostOp, HostTarget } from './remote-host.ts';
 
@@ -19,6 +20,24 @@ export interface MarkerFields {
   execution: string;
   installedAt: string;
 }
+
+export interface VerifyResult {
+  /** `passed`, or `already` when this stamp's check passed before (a retried step). */
+  result: string;
+  /** `built-in` (only the structural checks: no command declared) or `command`. */
+  check?: string;
+  /** How the command's processes were contained: `pid-namespace` or `process-group`. */
+  isolation?: string;
+}
+
+/**
+ * What `verify` needs beyond the check's own timeout: the structural checks, killing what the
+ * check left, reading its output, and the transport around it (an SSM poll, an SSH connection).
+ */
+export const VERIFY_OVERHEAD_SECONDS = 30;
+
+/** The adapters' step timeout when a HostSteps is given none. */
+const DEFAULT_STEP_TIMEOUT_MS = 120_000;
 
 export interface ListedPlugin {
   name: string;
@@ -70,8 +89,8 @@ function ref({ name, stamp }: PluginRef): [string, string] {
 export class HostSteps {
   constructor(readonly target: HostTarget, private readonly timeoutMs?: number) {}
 
-  private async call(op: HostOp, args: string[], stdin?: Readable): Promise<HostResult> {
-    const raw = await this.target.host.run({ op, args: [this.target.root, ...args], stdin, timeoutMs: this.timeoutMs });
+  private async call(op: HostOp, args: string[], stdin?: Readable, timeoutMs = this.timeoutMs): Promise<HostResult> {
+    const raw = await this.target.host.run({ op, args: [this.target.root, ...args], stdin, timeoutMs });
     return interpretHostResult(op, raw);
   }
 
@@ -115,6 +134,30 @@ export class HostSteps {
       this.target.ownerSpec,
     ];
     return String((await this.call('mark', args)).result);
+  }
+
+  /**
+   * After the swap, before the marker: built-in structural checks, then the plugin's health
+   * check if it has one, run on the host as the plugin's owner (never root), killed with every
+   * process it started at its timeout. A failure is HealthCheckFailed with the last lines of the
+   * check's output in the message. The step's timeout stretches to fit the check's.
+   */
+  async verify(plugin: PluginRef, version: string, healthcheck?: HealthcheckSpec | null): Promise<VerifyResult> {
+    const timeoutSeconds = healthcheck?.timeoutSeconds ?? HEALTHCHECK_TIMEOUT_DEFAULT_SECONDS;
+    if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > HEALTHCHECK_TIMEOUT_MAX_SECONDS) {
+      throw new PluginError('InvalidInput', `invalid health check timeout ${timeoutSeconds}`, `timeoutSeconds is a whole number from 1 to ${HEALTHCHECK_TIMEOUT_MAX_SECONDS}`);
+    }
+    const command = healthcheck?.command ?? '';
+    if (!healthcheckCommandFits(command) || !withoutControlCharacters(command)) {
+      throw new PluginError('InvalidInput', 'invalid health check command', 'see healthcheck.command in docs/plugin-format.md');
+    }
+    const args = [...ref(plugin), assertVersion(version), this.target.ownerSpec, String(timeoutSeconds), ...(command ? [command] : [])];
+    const needed = (timeoutSeconds + VERIFY_OVERHEAD_SECONDS) * 1000;
+    const r = await this.call('verify', args, undefined, Math.max(needed, this.timeoutMs ?? DEFAULT_STEP_TIMEOUT_MS));
+    const out: VerifyResult = { result: String(r.result) };
+    if (typeof r.check === 'string') out.check = r.check;
+    if (typeof r.isolation === 'string') out.isolation = r.isolation;
+    return out;
   }
 
   /** `changed`: whether the rollback had to put live back (this operation had changed it). */

@@ -9,7 +9,9 @@
 #   .staging/<name>.<stamp>      extracted, verified and flushed, ready to exchange with live;
 #                                after the exchange it holds the displaced version until
 #                                SnapshotLive files it under .previous
-#   .staging/<name>.<stamp>.partial, .staging/<name>.<stamp>.work   in-progress extraction
+#   .staging/<name>.<stamp>.partial, .staging/<name>.<stamp>.work   in-progress extraction (the
+#                                work directory also holds a running health check's output, in
+#                                check.<pid>/)
 #   .previous/<name>.<stamp>     what <stamp> displaced (install/uninstall/rollback)
 #   .failed/<name>.<stamp>       a rolled-back install, kept as evidence
 #   .locks/<name>                lease: stamp, owner, pid, host, expiry
@@ -56,6 +58,7 @@ EX_PERMISSION=24
 EX_TOOL_MISSING=25
 EX_UNSAFE_LAYOUT=26
 EX_ROLLBACK=27
+EX_HEALTH=28
 
 OP=${1:-}
 
@@ -174,6 +177,20 @@ valid_ino() {
   return 0
 }
 
+# valid_check_timeout <seconds>: a health check's timeout, 1-300 (plugin.yaml healthcheck.timeoutSeconds).
+valid_check_timeout() {
+  valid_uint "$1" && [ "$1" -ge 1 ] && [ "$1" -le 300 ]
+}
+
+# valid_check_command <text>: a health check's sh command: 1-2048 bytes, no control characters
+# but tab and newline. It is only ever an argument of the unprivileged `sh -c` that runs the
+# check, never evaluated by this script.
+valid_check_command() {
+  [ -n "$1" ] && [ "${#1}" -le 2048 ] || return 1
+  vc_bad=$(printf '%s' "$1" | tr -d '\011\012' | tr -d -c '\000-\037\177' | wc -c)
+  [ "${vc_bad##* }" = 0 ]
+}
+
 # valid_entry <name> <stamp>: a `<name>.<stamp>` entry under .staging/.previous/.failed.
 valid_entry() {
   valid_name "$1" && valid_stamp "$2"
@@ -189,7 +206,7 @@ need_tools() {
   for nt_tool in "$@"; do
     command -v "$nt_tool" >/dev/null 2>&1 && continue
     case $nt_tool in
-      flock) nt_pkg=util-linux ;;
+      flock | setpriv | setsid | unshare) nt_pkg=util-linux ;;
       tar) nt_pkg=tar ;;
       gzip) nt_pkg=gzip ;;
       *) nt_pkg=coreutils ;;
@@ -852,6 +869,244 @@ op_mark() {
   ok '"result":"marked"'
 }
 
+# --- the health check (verify) --------------------------------------------------------------------
+
+# The environment a check starts with: nothing of ours but a PATH and the plugin's coordinates.
+CHECK_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# How much of its output is kept (the tail), and how much of that the failure message quotes.
+CHECK_OUTPUT_BYTES=16384
+CHECK_QUOTE_LINES=20
+CHECK_QUOTE_WIDTH=200
+
+# health_fail <message>: the new version failed its check (HealthCheckFailed); the workflow rolls
+# it back. Nothing of the check is left behind (its work directory holds only its output).
+health_fail() {
+  check_cleanup
+  fail "$EX_HEALTH" HealthCheckFailed "$1"
+}
+
+# check_cleanup: removes this attempt's directory under $WORK, and $WORK once empty. Each attempt
+# has its own (an attempt cut off from its caller may still run beside the retry).
+check_cleanup() {
+  [ -n "${CHK:-}" ] || return 0
+  rm -rf -- "$CHK" 2>/dev/null
+  rmdir -- "$WORK" 2>/dev/null
+  return 0
+}
+
+# check_owner <owner-spec>: CHECK_UID/CHECK_GID = who runs the check. As root: the plugin's owner,
+# never root. Not root (embedded mode as a developer): the user running this script, who cannot
+# hand a process to anybody else.
+check_owner() {
+  CHECK_UID="" CHECK_GID=""
+  MY_UID=$(id -u)
+  if [ "$MY_UID" != 0 ]; then return 0; fi
+  if [ "$1" = - ] || [ "${1%%:*}" -eq 0 ] || [ "${1#*:}" -eq 0 ]; then
+    fail "$EX_USAGE" InvalidInput "the health check runs as the plugin's owner and never as root: owner must be a non-root uid:gid, not $1"
+  fi
+  CHECK_UID=${1%%:*}
+  CHECK_GID=${1#*:}
+}
+
+# as_owner <isolation> <command> [args...]: runs a command as the check's user in the live
+# directory, in the check's environment: uid:gid of the owner with no supplementary groups, no
+# capabilities and no way to gain privileges (no_new_privs: sudo and setuid programs do not
+# elevate). The directory is entered before privileges are dropped, so the check starts there
+# even if the owner could not walk the path to it; it reaches nothing more than its user can.
+# <isolation> `pid-namespace` puts it in a new PID namespace first (unshare needs root), `none`
+# does not. Call it in a subshell: it ends in exec.
+as_owner() {
+  ao_isolation=$1
+  shift
+  set -- env -i PATH="$CHECK_PATH" LC_ALL=C PLUGIN_DIR="$LIVE" PLUGIN_NAME="$NAME" PLUGIN_VERSION="$VERSION_" "$@"
+  if [ -n "$CHECK_UID" ]; then
+    set -- setpriv --reuid="$CHECK_UID" --regid="$CHECK_GID" --clear-groups --inh-caps=-all --no-new-privs -- "$@"
+  else
+    set -- setpriv --no-new-privs -- "$@"
+  fi
+  if [ "$ao_isolation" = pid-namespace ]; then
+    # The namespace's init is a root sh that runs the check as its child: --kill-child's
+    # parent-death signal reaches it when unshare is killed (the kernel clears that signal in a
+    # process whose uid changes, so the check itself cannot be init), and when init ends, for
+    # whatever reason, the kernel kills every process left in the namespace. (Waited for as a
+    # background job: sh would report a foreground child's signal on the check's output.)
+    set -- unshare --pid --fork --kill-child -- sh -c '"$@" & wait "$!" 2>/dev/null; exit $?' healthcheck-init "$@"
+  fi
+  cd -P -- "$LIVE" 2>/dev/null || { echo "cannot enter $LIVE" >&2; exit 125; }
+  exec "$@"
+}
+
+# check_isolation: ISOLATION = how everything a check starts is found and killed. A new PID
+# namespace when this host allows one (root): when its init ends, with the check or killed, the
+# kernel kills every process the check left, even one that made itself a new session. Otherwise
+# its own session and process group (and a `timeout` inside it as a backstop should this script
+# die).
+check_isolation() {
+  ISOLATION='process-group'
+  if [ "$MY_UID" = 0 ] && unshare --pid --fork --kill-child true </dev/null >/dev/null 2>&1; then
+    ISOLATION='pid-namespace'
+  else
+    need_tools setsid timeout
+  fi
+}
+
+# run_check <timeout> <command>: CHECK_RC (its exit status), CHECK_TIMED_OUT (0/1); its output's
+# last CHECK_OUTPUT_BYTES in $CHK/out. The output reaches a root-owned file through a fifo in the
+# root-only work directory: the check can write to the descriptor it was given and open neither.
+run_check() {
+  rc_timeout=$1
+  rc_command=$2
+  CHK="$WORK/check.$$"
+  if [ ! -d "$WORK" ]; then
+    mkdir -m 0700 -- "$WORK" 2>/dev/null || [ -d "$WORK" ] || io_fail "$ROOT/.staging" "cannot create the health check's work directory"
+  fi
+  # What attempts that were killed left (their process is gone); a live one keeps its own.
+  for rc_old in "$WORK"/check.*; do
+    [ -d "$rc_old" ] || continue
+    rc_pid=${rc_old##*.}
+    if valid_uint "$rc_pid" && [ "$rc_pid" != "$$" ] && kill -0 "$rc_pid" 2>/dev/null; then continue; fi
+    rm -rf -- "$rc_old" 2>/dev/null
+  done
+  mkdir -m 0700 -- "$CHK" 2>/dev/null || io_fail "$ROOT/.staging" "cannot create the health check's work directory"
+  mkfifo -m 0600 -- "$CHK/fifo" 2>/dev/null || io_fail "$ROOT/.staging" "cannot create a fifo for the health check's output"
+  tail -c "$CHECK_OUTPUT_BYTES" <"$CHK/fifo" >"$CHK/out" 2>/dev/null &
+  rc_reader=$!
+  if [ "$ISOLATION" = pid-namespace ]; then
+    # Not a new session: the host step's own process group (which a transport kills when the
+    # step times out) keeps unshare, and with it the whole namespace.
+    (as_owner pid-namespace sh -c "$rc_command" healthcheck) </dev/null >"$CHK/fifo" 2>&1 &
+    rc_check=$!
+  else
+    # setsid (not forking: an asynchronous list leads no process group) makes this pid the group.
+    (as_owner none setsid timeout -s KILL "$((rc_timeout + 5))" sh -c "$rc_command" healthcheck) </dev/null >"$CHK/fifo" 2>&1 &
+    rc_check=$!
+  fi
+  # The watchdog: at the timeout, note it and kill the check with every process it started.
+  (
+    trap '[ -n "${rc_sleep:-}" ] && kill "$rc_sleep" 2>/dev/null; exit 0' TERM
+    sleep "$rc_timeout" &
+    rc_sleep=$!
+    wait "$rc_sleep" || exit 0
+    : >"$CHK/timed-out"
+    kill_check
+  ) </dev/null >/dev/null 2>&1 &
+  rc_dog=$!
+  wait "$rc_check" 2>/dev/null
+  CHECK_RC=$?
+  kill -TERM "$rc_dog" 2>/dev/null
+  wait "$rc_dog" 2>/dev/null
+  CHECK_TIMED_OUT=0
+  [ -e "$CHK/timed-out" ] && CHECK_TIMED_OUT=1
+  # What the check started dies with it, also when it passed.
+  kill_check
+  # The reader ends when the last writer is gone. A process that escaped the process group
+  # (possible only without a PID namespace) may still hold the fifo: then stop waiting after 2 s.
+  (
+    trap '[ -n "${rb_sleep:-}" ] && kill "$rb_sleep" 2>/dev/null; exit 0' TERM
+    sleep 2 &
+    rb_sleep=$!
+    wait "$rb_sleep" || exit 0
+    kill "$rc_reader"
+  ) </dev/null >/dev/null 2>&1 &
+  rc_bound=$!
+  wait "$rc_reader" 2>/dev/null
+  kill "$rc_bound" 2>/dev/null
+}
+
+kill_check() {
+  if [ "$ISOLATION" = pid-namespace ]; then
+    # unshare --kill-child: the namespace's init dies with unshare, and the kernel kills the rest.
+    kill -KILL "$rc_check" 2>/dev/null
+  else
+    kill -KILL "-$rc_check" 2>/dev/null
+  fi
+}
+
+# check_output_quote: CHECK_QUOTE = the last lines of the check's output, JSON-escaped, joined by
+# \n (escaped): control characters dropped, tabs as spaces, each line cut to CHECK_QUOTE_WIDTH.
+check_output_quote() {
+  CHECK_QUOTE=$(tail -n "$CHECK_QUOTE_LINES" -- "$CHK/out" 2>/dev/null | tr '\011' ' ' | tr -d '\000-\010\013-\037\177' |
+    cut -c "1-$CHECK_QUOTE_WIDTH" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' |
+    awk 'NR > 1 { printf "\\n" } { printf "%s", $0 }')
+}
+
+op_verify() {
+  # The new version is live (swap) and its predecessor filed (snapshot): before it is marked,
+  # built-in structural checks, then the plugin's own health check if it declares one.
+  setup_paths "${1:-}" "${2:-}" "${3:-}"
+  VERSION_=${4:-}
+  owner_spec=${5:-}
+  check_timeout=${6:-}
+  check_command=${7:-}
+  need valid_token "$VERSION_" "version"
+  need valid_owner_spec "$owner_spec" "owner (uid:gid or -)"
+  need valid_check_timeout "$check_timeout" "health check timeout (1-300 seconds)"
+  [ -z "$check_command" ] || need valid_check_command "$check_command" "health check command"
+  need_tools find setpriv mkfifo tail
+  check_owner "$owner_spec"
+  ensure_dirs .staging .meta
+  require_lock
+  staged_ino
+  inos "$LIVE"
+  live_is_ours || fail "$EX_LIVE_NOT_OURS" LiveNotOurs "live $NAME was not placed by $STAMP; nothing to verify"
+  if kv "$META" verified && [ "$KV" = passed ]; then ok '"result":"already"'; fi
+  release_mutex
+
+  # Built-in checks, on what the tarball can get wrong: its modes (tar keeps them). 1: live is the
+  # directory this stamp staged (above). 2: the plugin's owner can list and enter it. 3: if its
+  # plugin.yaml is a regular file (asked of find, which follows no link and opens nothing), the
+  # owner can read it. Asked as the owner, in live. What the agent does to its own directory (a
+  # link, a fifo, a file gone) is its business and trips nothing here.
+  vf_type=$(find "$LIVE" -mindepth 1 -maxdepth 1 -name plugin.yaml -printf '%y' 2>/dev/null) ||
+    io_fail "$LIVE" "cannot list live $NAME"
+  # The tests print nothing: anything on stderr comes from setpriv, env or cd, a fault of the
+  # host (not of the plugin), reported as such.
+  # shellcheck disable=SC2016 # $1 is expanded by the owner's sh
+  if ! vf_err=$( (as_owner none sh -c 'test -r . && test -x . && { [ "$1" != f ] || test -r plugin.yaml; }' builtin-check "$vf_type") </dev/null 2>&1 >/dev/null); then
+    if [ -n "$vf_err" ]; then
+      fail "$EX_TOOL_MISSING" HostToolMissing "cannot run a command as the plugin's owner (${CHECK_UID:-$MY_UID}:${CHECK_GID:-$(id -g)}) with setpriv (util-linux): $(printf '%s' "$vf_err" | head -n 2 | tr '\n' ' ' | cut -c 1-300)"
+    fi
+    health_fail "built-in check: the plugin's owner (${CHECK_UID:-$MY_UID}:${CHECK_GID:-$(id -g)}) cannot list live $NAME or read its plugin.yaml (check the modes in the tarball)"
+  fi
+
+  check='built-in'
+  ISOLATION=""
+  if [ -n "$check_command" ]; then
+    check='command'
+    check_isolation
+    run_check "$check_timeout" "$check_command"
+    if [ "$CHECK_TIMED_OUT" = 1 ] || [ "$CHECK_RC" != 0 ]; then
+      check_output_quote
+      if [ "$CHECK_TIMED_OUT" = 1 ]; then
+        vf_why="timed out after ${check_timeout}s and was killed with every process it started"
+      elif [ "$CHECK_RC" -gt 128 ]; then
+        vf_why="killed by signal $((CHECK_RC - 128))"
+      else
+        vf_why="exit status $CHECK_RC"
+      fi
+      if [ -n "$CHECK_QUOTE" ]; then
+        vf_out="; last lines of its output:\\n$CHECK_QUOTE"
+      else
+        vf_out="; it printed nothing"
+      fi
+      check_cleanup
+      # The message is built from escaped output: printed as is, not through fail's escaping.
+      printf '{"ok":false,"op":"verify","code":"HealthCheckFailed","message":"health check of %s %s failed: %s%s","exitStatus":%s,"timedOut":%s}\n' \
+        "$NAME" "$VERSION_" "$vf_why" "$vf_out" "$CHECK_RC" "$([ "$CHECK_TIMED_OUT" = 1 ] && echo true || echo false)"
+      exit "$EX_HEALTH"
+    fi
+    check_cleanup
+  fi
+
+  # Recorded under the lease (fencing): a check that outlived our lease decides nothing.
+  require_lock
+  printf 'verified=passed\n' >>"$META" 2>/dev/null || io_fail "$ROOT/.meta" "cannot record the health check"
+  if [ -n "$ISOLATION" ]; then
+    ok "\"result\":\"passed\",\"check\":\"$check\",\"isolation\":\"$ISOLATION\""
+  fi
+  ok "\"result\":\"passed\",\"check\":\"$check\""
+}
+
 # settle_ours <path>: a directory this stamp placed is taken out of the way: back to the snapshot
 # slot it was restored from (rollback of a rollback), else to .failed as evidence.
 settle_ours() {
@@ -1265,10 +1520,11 @@ case $OP in
   swap) op_swap "$@" ;;
   snapshot) op_snapshot "$@" ;;
   mark) op_mark "$@" ;;
+  verify) op_verify "$@" ;;
   rollback) op_rollback "$@" ;;
   restore) op_restore "$@" ;;
   uninstall) op_uninstall "$@" ;;
   list) op_list "$@" ;;
   sweep) op_sweep "$@" ;;
-  *) fail "$EX_USAGE" InvalidInput "unknown operation (use lock, unlock, stage, swap, snapshot, mark, rollback, restore, uninstall, list or sweep)" ;;
+  *) fail "$EX_USAGE" InvalidInput "unknown operation (use lock, unlock, stage, swap, snapshot, verify, mark, rollback, restore, uninstall, list or sweep)" ;;
 esac

@@ -9,7 +9,7 @@
 import type { Readable } from 'node:stream';
 
 export const HOST_OPS = [
-  'lock', 'unlock', 'stage', 'snapshot', 'swap', 'mark', 'rollback', 'restore', 'uninstall', 'list', 'sweep',
+  'lock', 'unlock', 'stage', 'snapshot', 'swap', 'mark', 'rollback', 'restore', 'uninstall', 'list', 'sweep', 'verify',
 ] as const;
 export type HostOp = (typeof HOST_OPS)[number];
 

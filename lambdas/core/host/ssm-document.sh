@@ -50,7 +50,7 @@ result_fail() {
 }
 
 case $SSM_operation in
-  lock | unlock | stage | swap | snapshot | mark | rollback | restore | uninstall | list | sweep | fleet-sweep) op=$SSM_operation ;;
+  lock | unlock | stage | swap | snapshot | verify | mark | rollback | restore | uninstall | list | sweep | fleet-sweep) op=$SSM_operation ;;
   *) result_fail 10 InvalidInput "unknown operation" ;;
 esac
 

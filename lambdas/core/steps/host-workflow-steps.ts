@@ -52,6 +52,29 @@ export async function swapIntoPlace(deps: StepDeps, t: PluginTarget): Promise<{ 
 }
 
 /**
+ * After the swap (and the snapshot), before the marker: the new version must pass the built-in
+ * structural checks and its own health check (plugin.yaml `healthcheck`), run on the host as the
+ * plugin's owner. A failure is HealthCheckFailed, and the workflow's Catch rolls the install back:
+ * the previous version live again, the new one kept under .failed/ as evidence.
+ */
+export async function verifyLive(deps: StepDeps, plan: InstallPlan): Promise<{ verify: string; check?: string; isolation?: string }> {
+  const host = await hostStepsFor(deps, plan.workspace);
+  try {
+    const r = await host.verify(ref(plan), plan.version, plan.healthcheck);
+    return { verify: r.result, ...(r.check ? { check: r.check } : {}), ...(r.isolation ? { isolation: r.isolation } : {}) };
+  } catch (err) {
+    if (err instanceof PluginError && err.code === 'HealthCheckFailed') {
+      throw new PluginError(
+        'HealthCheckFailed',
+        err.message,
+        `the install is rolled back and ${plan.plugin} ${plan.version} kept for inspection under ${host.target.root}/.failed/${plan.plugin}.${plan.stamp}; fix the plugin (or the healthcheck in its plugin.yaml, docs/plugin-format.md) and install again`,
+      );
+    }
+    throw err;
+  }
+}
+
+/**
  * The marker is written after the swap: the content is what was asked for, so a failure here is
  * not rolled back. Non-transient failures become MarkerWriteFailed with the exact manual fix.
  */

@@ -31,5 +31,6 @@ export async function prepareInstall(deps: StepDeps, request: InstallRequest): P
     runtime: workspace.runtime,
     bytes: upload.bytes,
     files: report.files,
+    healthcheck: manifest.healthcheck ?? null,
   };
 }

@@ -3,6 +3,7 @@
  * payloads at 256 KB and every byte shows up in the console's history.
  */
 import * as z from '../zod.ts';
+import { healthcheckCommandFits, HEALTHCHECK_TIMEOUT_MAX_SECONDS } from '../healthcheck.ts';
 import { EXECUTION_NAME, PLUGIN_NAME, SHA256, STAMP, VERSION, WORKSPACE_ID } from '../names.ts';
 import { RUNTIMES } from '../runtimes.ts';
 
@@ -34,5 +35,15 @@ export const InstallPlanSchema = PluginTargetSchema.extend({
   runtime: z.enum(RUNTIMES),
   bytes: z.number().int().nonnegative(),
   files: z.number().int().nonnegative(),
+  /**
+   * plugin.yaml's `healthcheck`, run by VerifyLive (null: the built-in checks only). The command
+   * is at most 2 KiB, so the plan stays a few KiB at most.
+   */
+  healthcheck: z
+    .object({
+      command: z.string().min(1).refine(healthcheckCommandFits),
+      timeoutSeconds: z.number().int().min(1).max(HEALTHCHECK_TIMEOUT_MAX_SECONDS),
+    })
+    .nullish(),
 });
 export type InstallPlan = z.infer<typeof InstallPlanSchema>;
