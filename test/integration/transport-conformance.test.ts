@@ -22,6 +22,7 @@ import { newStamp } from '../../lambdas/core/stamp.ts';
 import type { WorkspaceRecord } from '../../lambdas/core/workspaces/workspace-directory.ts';
 import { goodTarball } from '../fixtures/hostile-tarballs.ts';
 import { judgeLive, readTree } from '../helpers/live-tree.ts';
+import { withRun } from '../helpers/wrap-host.ts';
 import { startEicHarness } from '../servers/eic-harness.ts';
 import { startSsmHarness } from '../servers/ssm-harness.ts';
 import { startTarballServer } from '../servers/tarball-server.ts';
@@ -106,15 +107,11 @@ function withInterruptRetry(target: HostTarget): HostTarget {
   const host = target.host;
   return {
     ...target,
-    host: {
-      transport: host.transport,
-      streamsStdin: host.streamsStdin,
-      run: async (invocation) => {
-        let raw = await host.run(invocation);
-        for (let attempt = 0; attempt < 2 && raw.exitCode === null && !invocation.stdin; attempt++) raw = await host.run(invocation);
-        return raw;
-      },
-    },
+    host: withRun(host, async (invocation) => {
+      let raw = await host.run(invocation);
+      for (let attempt = 0; attempt < 2 && raw.exitCode === null && !invocation.stdin; attempt++) raw = await host.run(invocation);
+      return raw;
+    }),
   };
 }
 
