@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -138,6 +139,18 @@ export function stats(values: number[]): Stats {
 }
 
 export const round = (x: number, digits = 2): number => Number(x.toFixed(digits));
+
+/** The machine a result was measured on, and its load when the run began (`loadStart`) and now. */
+export function machineInfo(loadStart: number[]) {
+  const cpuList = cpus();
+  return {
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    cpuCount: cpuList.length,
+    cpuModel: cpuList[0]?.model ?? 'unknown',
+    loadavg: { start: loadStart.map((x) => round(x)), end: loadavg().map((x) => round(x)) },
+  };
+}
 export const median = (values: number[]): number => stats(values).median;
 
 export function push<K>(map: Map<K, number[]>, key: K, value: number): void {

@@ -22,7 +22,7 @@
  * Results: bench/results/rollout.json and stdout.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runRollout } from '../bin/cli/run-rollout.ts';
@@ -36,7 +36,7 @@ import { runWorkflow, type RunOutcome } from '../lambdas/core/workflow/local-run
 import { startAwsWorld } from '../test/helpers/aws-world.ts';
 import { liveVersion } from '../test/helpers/host-state.ts';
 import { versionFiles } from '../test/helpers/plugin-versions.ts';
-import { gitState, msSince, RESULTS_DIR, round } from './common.ts';
+import { gitState, machineInfo, msSince, RESULTS_DIR, round } from './common.ts';
 
 const PLUGIN = 'bench-rollout';
 const TRANSPORTS = ['local', 'ssm'] as const;
@@ -224,18 +224,13 @@ async function main(): Promise<void> {
       await rm(scratch, { recursive: true, force: true });
     }
   }
-  const cpuList = cpus();
   const results = {
     date: started,
     finished: new Date().toISOString(),
     command: `npx tsx bench/rollout.ts ${process.argv.slice(2).join(' ')}`.trim(),
     plugin: { name: PLUGIN, files: FILES + 1 },
     machine: {
-      node: process.version,
-      platform: `${process.platform} ${process.arch}`,
-      cpuCount: cpuList.length,
-      cpuModel: cpuList[0]?.model ?? 'unknown',
-      loadavg: { start: loadStart.map((x) => round(x)), end: loadavg().map((x) => round(x)) },
+      ...machineInfo(loadStart),
       maxRssMiB: round(process.resourceUsage().maxRSS / 1024, 1),
     },
     git: gitState(),
@@ -243,7 +238,7 @@ async function main(): Promise<void> {
   };
   await mkdir(RESULTS_DIR, { recursive: true });
   await writeFile(join(RESULTS_DIR, 'rollout.json'), JSON.stringify(results, null, 2) + '\n');
-  process.stdout.write(`fleet rollout benchmark  ${started}; node ${process.version}, ${cpuList.length} CPUs, load ${results.machine.loadavg.start.join('/')} → ${results.machine.loadavg.end.join('/')}\n${lines.join('\n')}\nwritten: ${join(RESULTS_DIR, 'rollout.json')}\n`);
+  process.stdout.write(`fleet rollout benchmark  ${started}; node ${process.version}, ${results.machine.cpuCount} CPUs, load ${results.machine.loadavg.start.join('/')} → ${results.machine.loadavg.end.join('/')}\n${lines.join('\n')}\nwritten: ${join(RESULTS_DIR, 'rollout.json')}\n`);
 }
 
 main().catch((err: unknown) => {

@@ -26,7 +26,7 @@
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -36,8 +36,8 @@ import {
   DIR_COUNT,
   FILE_COUNT,
   gitState,
+  machineInfo,
   RESULTS_DIR,
-  round,
   sshVersion,
   toolVersion,
   VERSIONS,
@@ -209,18 +209,13 @@ async function measure(options: Options, scratch: string): Promise<number> {
     lines.push(r.text);
   } else sections.hostOperations = { skipped: 'not selected (--only)' };
 
-  const cpuList = cpus();
   const results = {
     date: started,
     finished: new Date().toISOString(),
     mode: options.quick ? 'quick' : 'full',
     parts: [...options.parts],
     machine: {
-      node: process.version,
-      platform: `${process.platform} ${process.arch}`,
-      cpuCount: cpuList.length,
-      cpuModel: cpuList[0]?.model ?? 'unknown',
-      loadavg: { start: loadStart.map((x) => round(x)), end: loadavg().map((x) => round(x)) },
+      ...machineInfo(loadStart),
       tar: toolVersion('tar'),
       ssh: sshVersion(),
     },

@@ -24,11 +24,11 @@ import { executionName } from '../../lambdas/core/execution-name.ts';
 import { PluginError } from '../../lambdas/core/errors.ts';
 import type { HostResolver } from '../../lambdas/core/host/host-resolver.ts';
 import type { TunnelRefusal } from '../../lambdas/core/host/eic-host.ts';
-import type { RemoteHost } from '../../lambdas/core/host/remote-host.ts';
 import { newStamp } from '../../lambdas/core/stamp.ts';
 import { runWorkflow } from '../../lambdas/core/workflow/local-runner.ts';
 import { startAwsWorld } from '../helpers/aws-world.ts';
 import { hostState } from '../helpers/host-state.ts';
+import { withRun } from '../helpers/wrap-host.ts';
 import { startEicHarness } from '../servers/eic-harness.ts';
 import { sshdAvailable } from '../servers/sshd.ts';
 
@@ -55,19 +55,15 @@ describe.skipIf(!sshdAvailable)('EIC Endpoint connection limit under concurrent 
     const resolver: HostResolver = (workspace) => {
       const resolved = resolvers.get(workspace.id)!(workspace);
       const { host } = resolved;
-      const watched: RemoteHost = {
-        transport: host.transport,
-        streamsStdin: host.streamsStdin,
-        run: async (invocation) => {
-          try {
-            return await host.run(invocation);
-          } catch (error) {
-            const e = error instanceof PluginError ? error : new PluginError('HostStepFailed', String(error));
-            stepErrors.push({ workspace: workspace.id, op: invocation.op, code: e.code, message: e.message });
-            throw error;
-          }
-        },
-      };
+      const watched = withRun(host, async (invocation) => {
+        try {
+          return await host.run(invocation);
+        } catch (error) {
+          const e = error instanceof PluginError ? error : new PluginError('HostStepFailed', String(error));
+          stepErrors.push({ workspace: workspace.id, op: invocation.op, code: e.code, message: e.message });
+          throw error;
+        }
+      });
       return { ...resolved, host: watched };
     };
     const world = await startAwsWorld(

@@ -6,6 +6,7 @@
  */
 import type { HostResolver } from '../../lambdas/core/host/host-resolver.ts';
 import type { HostOp } from '../../lambdas/core/host/remote-host.ts';
+import { withRun } from './wrap-host.ts';
 
 export interface HostGate {
   resolver: HostResolver;
@@ -26,18 +27,13 @@ export function gateHostOp(inner: HostResolver, workspace: string, op: HostOp): 
     const host = target.host;
     return {
       ...target,
-      host: {
-        transport: host.transport,
-        streamsStdin: host.streamsStdin,
-        run: async (invocation) => {
-          if (invocation.op === op) {
-            signalEntered();
-            await opened;
-          }
-          return host.run(invocation);
-        },
-        ...(host.close ? { close: () => host.close!() } : {}),
-      },
+      host: withRun(host, async (invocation) => {
+        if (invocation.op === op) {
+          signalEntered();
+          await opened;
+        }
+        return host.run(invocation);
+      }),
     };
   };
   return { resolver, entered, open: release };

@@ -27,8 +27,9 @@ import { chmodSync, lchownSync, mkdirSync, readdirSync, renameSync, rmSync } fro
 import { dirname, join } from 'node:path';
 import { isErrorCode } from '../../lambdas/core/errors.ts';
 import type { HostResolver } from '../../lambdas/core/host/host-resolver.ts';
-import type { HostInvocation, RemoteHost } from '../../lambdas/core/host/remote-host.ts';
+import type { HostInvocation } from '../../lambdas/core/host/remote-host.ts';
 import { newStamp } from '../../lambdas/core/stamp.ts';
+import { withRun } from './wrap-host.ts';
 import type { WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
 import {
   AGENT_GID,
@@ -188,15 +189,10 @@ export interface HostileTransport {
 export function actingBeforeEachStep(inner: HostResolver, act: () => (() => void) | undefined): HostResolver {
   return (workspace) => {
     const target = inner(workspace);
-    const host: RemoteHost = {
-      transport: target.host.transport,
-      streamsStdin: target.host.streamsStdin,
-      run: (inv: HostInvocation) => {
-        act()?.();
-        return target.host.run(inv);
-      },
-      ...(target.host.close ? { close: () => target.host.close!() } : {}),
-    };
+    const host = withRun(target.host, (inv: HostInvocation) => {
+      act()?.();
+      return target.host.run(inv);
+    });
     return { ...target, host };
   };
 }

@@ -3,25 +3,22 @@
  * runs the operation, then the caller is told the connection died, as when a Lambda times out
  * after the host did the work. Step Functions' Retry then runs the operation again.
  */
-import type { HostInvocation, HostRawResult, RemoteHost } from '../../lambdas/core/host/remote-host.ts';
+import type { HostInvocation, HostRawResult } from '../../lambdas/core/host/remote-host.ts';
 import type { HostResolver } from '../../lambdas/core/host/host-resolver.ts';
+import { withRun } from './wrap-host.ts';
 
 export function repeatAfterSuccess(inner: HostResolver, op: string, times = 1): HostResolver {
   let remaining = times;
   return (workspace) => {
     const target = inner(workspace);
-    const host: RemoteHost = {
-      transport: target.host.transport,
-      streamsStdin: target.host.streamsStdin,
-      run: async (inv: HostInvocation): Promise<HostRawResult> => {
-        const result = await target.host.run(inv);
-        if (inv.op === op && remaining > 0 && result.exitCode === 0) {
-          remaining--;
-          return { exitCode: null, signal: 'SIGKILL', stdout: '', stderr: 'connection lost after the step ran' };
-        }
-        return result;
-      },
-    };
+    const host = withRun(target.host, async (inv: HostInvocation): Promise<HostRawResult> => {
+      const result = await target.host.run(inv);
+      if (inv.op === op && remaining > 0 && result.exitCode === 0) {
+        remaining--;
+        return { exitCode: null, signal: 'SIGKILL', stdout: '', stderr: 'connection lost after the step ran' };
+      }
+      return result;
+    });
     return { ...target, host };
   };
 }

@@ -29,17 +29,8 @@ import {
 import { MIN_REASON_LENGTH } from '../../infra/constructs/nag.ts';
 import { STEP_SPECS, stepPlaceholder } from '../../infra/constructs/step-functions.ts';
 import { buildInstallerApp } from '../../infra/installer-app.ts';
-import { acknowledgements, actionsOf, allStatements, buildApp, type BuiltApp, cdkJson, flat, logicalId, normalize, roleStatements, sortStatements, TEST_ACCOUNT, TEST_REGION, SYNTH_HOOK_TIMEOUT_MS } from './infra-helpers.ts';
+import { acknowledgements, actionsOf, allStatements, buildApp, type BuiltApp, cdkJson, flat, logicalId, normalize, roleStatements, sortStatements, TEST_ACCOUNT, TEST_REGION, SYNTH_HOOK_TIMEOUT_MS, VARIANT_CONTEXT } from './infra-helpers.ts';
 
-const VARIANT_CONTEXT = {
-  osUser: 'ec2-user',
-  defaultTransport: 'eic',
-  vpcId: 'vpc-0123456789abcdef0',
-  subnetIds: 'subnet-0123456789abcdef0,subnet-0fedcba9876543210',
-  securityGroupId: 'sg-0123456789abcdef0',
-  eicEndpointId: 'eice-0123456789abcdef0',
-  eicEndpointDns: 'eice-0123456789abcdef0.1a2b3c4d.ec2-instance-connect-endpoint.us-east-1.amazonaws.com',
-};
 const VARIANT_ENV = { account: TEST_ACCOUNT, region: TEST_REGION };
 
 let base: BuiltApp;

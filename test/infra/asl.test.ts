@@ -1,11 +1,7 @@
 /** Each workflow file and the sweep's pass asl-validator, as written (placeholders) and as CloudFormation fills it. */
-import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { placeholders, substitute, SWEEP_DEFINITION, sweepDefinitionText, WORKFLOWS, workflowText } from '../../lambdas/core/workflow/workflow-files.ts';
-
-type AslValidator = (definition: unknown, options?: { checkPaths?: boolean; checkArn?: boolean }) => { isValid: boolean; errors: unknown[] };
-// asl-validator is CommonJS (module.exports = validator).
-const validateAsl = createRequire(import.meta.url)('asl-validator') as AslValidator;
+import { validateAsl } from './infra-helpers.ts';
 
 const textOf = (name: string) => (name === SWEEP_DEFINITION ? sweepDefinitionText() : workflowText(name as (typeof WORKFLOWS)[number]));
 

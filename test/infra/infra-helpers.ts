@@ -3,6 +3,7 @@
  * defaults) plus overrides, as `cdk synth` would see it.
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +18,21 @@ export const TEST_ACCOUNT = '111111111111';
 export const TEST_REGION = 'us-east-1';
 
 /** beforeAll hooks that synthesize apps in-process (several seconds each when idle). */
+type AslValidator = (definition: unknown, options?: { checkPaths?: boolean; checkArn?: boolean }) => { isValid: boolean; errors: unknown[] };
+/** asl-validator is CommonJS (module.exports = validator). */
+export const validateAsl = createRequire(import.meta.url)('asl-validator') as AslValidator;
+
+/** The second deployment shape the infra tests synthesize: EIC by default, Lambdas in a VPC, through an EIC Endpoint. */
+export const VARIANT_CONTEXT = {
+  osUser: 'ec2-user',
+  defaultTransport: 'eic',
+  vpcId: 'vpc-0123456789abcdef0',
+  subnetIds: 'subnet-0123456789abcdef0,subnet-0fedcba9876543210',
+  securityGroupId: 'sg-0123456789abcdef0',
+  eicEndpointId: 'eice-0123456789abcdef0',
+  eicEndpointDns: 'eice-0123456789abcdef0.1a2b3c4d.ec2-instance-connect-endpoint.us-east-1.amazonaws.com',
+};
+
 export const SYNTH_HOOK_TIMEOUT_MS = 300_000;
 
 export function cdkJson(): { app: string; context: Record<string, unknown> } {

@@ -7,7 +7,6 @@
  * EIC endpoint and an account/region (ARNs literal).
  */
 import { readdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { awsDeps, defaultAwsClients } from '../../lambdas/commons/aws-deps.ts';
@@ -19,20 +18,9 @@ import { ROLLOUT_STEP_SPECS, type RolloutStepSpec } from '../../infra/constructs
 import { SYNC_EVENTS_RULE } from '../../infra/constructs/rollout-workflow.ts';
 import { rolloutHostTimeoutMs, stepPlaceholder } from '../../infra/constructs/step-functions.ts';
 import { ROLLOUT_EVENT_TYPES } from '../../lambdas/core/events/event-sink.ts';
-import { acknowledgements, actionsOf, buildApp, type BuiltApp, flat, logicalId, normalize, resourcesOf, roleStatements, ROOT, sortStatements, SYNTH_HOOK_TIMEOUT_MS, TEST_ACCOUNT, TEST_REGION } from './infra-helpers.ts';
+import { acknowledgements, actionsOf, buildApp, type BuiltApp, flat, logicalId, normalize, resourcesOf, roleStatements, ROOT, sortStatements, SYNTH_HOOK_TIMEOUT_MS, TEST_ACCOUNT, TEST_REGION, VARIANT_CONTEXT, validateAsl } from './infra-helpers.ts';
 
-type AslValidator = (definition: unknown, options?: { checkPaths?: boolean; checkArn?: boolean }) => { isValid: boolean; errors: unknown[] };
-const validateAsl = createRequire(import.meta.url)('asl-validator') as AslValidator;
 
-const VARIANT_CONTEXT = {
-  osUser: 'ec2-user',
-  defaultTransport: 'eic',
-  vpcId: 'vpc-0123456789abcdef0',
-  subnetIds: 'subnet-0123456789abcdef0,subnet-0fedcba9876543210',
-  securityGroupId: 'sg-0123456789abcdef0',
-  eicEndpointId: 'eice-0123456789abcdef0',
-  eicEndpointDns: 'eice-0123456789abcdef0.1a2b3c4d.ec2-instance-connect-endpoint.us-east-1.amazonaws.com',
-};
 const STACK = 'WorkspacePluginInstaller';
 
 let base: BuiltApp;

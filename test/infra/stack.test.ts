@@ -8,7 +8,6 @@
  * the EIC transport and an account/region (ARNs become literal there).
  */
 import { readdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Validations } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
@@ -30,20 +29,9 @@ const EVENT_BUS_NAME = 'WorkspacePluginInstaller-events';
 import { MIN_REASON_LENGTH } from '../../infra/constructs/nag.ts';
 import { isHostStep, STEP_SPECS, stepPlaceholder, WORKSPACE_TAG, type StepSpec } from '../../infra/constructs/step-functions.ts';
 import { buildInstallerApp } from '../../infra/installer-app.ts';
-import { type Acknowledgement, acknowledgements, actionsOf, allStatements, buildApp, type BuiltApp, cdkJson, flat, logicalId, normalize, resourcesOf, roleStatements, ROOT, sortStatements, TEST_ACCOUNT, TEST_REGION, SYNTH_HOOK_TIMEOUT_MS } from './infra-helpers.ts';
+import { type Acknowledgement, acknowledgements, actionsOf, allStatements, buildApp, type BuiltApp, cdkJson, flat, logicalId, normalize, resourcesOf, roleStatements, ROOT, sortStatements, TEST_ACCOUNT, TEST_REGION, SYNTH_HOOK_TIMEOUT_MS, VARIANT_CONTEXT, validateAsl } from './infra-helpers.ts';
 
-type AslValidator = (definition: unknown, options?: { checkPaths?: boolean; checkArn?: boolean }) => { isValid: boolean; errors: unknown[] };
-const validateAsl = createRequire(import.meta.url)('asl-validator') as AslValidator;
 
-const VARIANT_CONTEXT = {
-  osUser: 'ec2-user',
-  defaultTransport: 'eic',
-  vpcId: 'vpc-0123456789abcdef0',
-  subnetIds: 'subnet-0123456789abcdef0,subnet-0fedcba9876543210',
-  securityGroupId: 'sg-0123456789abcdef0',
-  eicEndpointId: 'eice-0123456789abcdef0',
-  eicEndpointDns: 'eice-0123456789abcdef0.1a2b3c4d.ec2-instance-connect-endpoint.us-east-1.amazonaws.com',
-};
 
 let base: BuiltApp;
 let variant: BuiltApp;

@@ -29,6 +29,7 @@ import type { WorkspaceRecord } from '../../lambdas/core/workspaces/workspace-di
 import { goodTarball } from '../fixtures/hostile-tarballs.ts';
 import { judgeLive, readTree } from '../helpers/live-tree.ts';
 import type { HealthcheckSpec } from '../../lambdas/core/healthcheck.ts';
+import { withRun } from '../helpers/wrap-host.ts';
 import { startEicHarness } from '../servers/eic-harness.ts';
 import { startSsmHarness } from '../servers/ssm-harness.ts';
 import { startTarballServer } from '../servers/tarball-server.ts';
@@ -113,15 +114,11 @@ function withInterruptRetry(target: HostTarget): HostTarget {
   const host = target.host;
   return {
     ...target,
-    host: {
-      transport: host.transport,
-      streamsStdin: host.streamsStdin,
-      run: async (invocation) => {
-        let raw = await host.run(invocation);
-        for (let attempt = 0; attempt < 2 && raw.exitCode === null && !invocation.stdin; attempt++) raw = await host.run(invocation);
-        return raw;
-      },
-    },
+    host: withRun(host, async (invocation) => {
+      let raw = await host.run(invocation);
+      for (let attempt = 0; attempt < 2 && raw.exitCode === null && !invocation.stdin; attempt++) raw = await host.run(invocation);
+      return raw;
+    }),
   };
 }
 

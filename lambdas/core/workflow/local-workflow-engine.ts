@@ -10,7 +10,7 @@
 import { errorFromFailure } from '../errors.ts';
 import type { EventSink } from '../events/event-sink.ts';
 import type { StepDeps } from '../steps/step-deps.ts';
-import { runWorkflow, stateMachineArn, type RunOutcome } from './local-runner.ts';
+import { runWorkflow, stateMachineArn, type RunOutcome, type StepRecord } from './local-runner.ts';
 import { executionId, type ExecutionSummary, type StartedExecution, type WorkflowEngine } from './workflow-engine.ts';
 import { ROLLOUT_DEFINITION, type RunnableWorkflow } from './workflow-files.ts';
 
@@ -36,35 +36,21 @@ export class LocalWorkflowEngine implements WorkflowEngine {
     const executionArn = arnOf(workflow, executionName);
     if (this.#executions.has(id)) return { id, executionArn, executionName, existing: true };
     const summary = this.#summary(workflow, executionName);
+    const run = { workflow, input, executionName, deps: this.deps, retryDelayMs: this.options.retryDelayMs };
     if (workflow === ROLLOUT_DEFINITION) {
       // The steps' hooks of a run are handed on to the executions it continues as (local-runner.ts),
       // so live step tracking could not tell the chain's executions apart: a rollout execution's
       // steps are filled in from its outcome when it ends.
-      const run = runWorkflow({
-        workflow,
-        input,
-        executionName,
-        deps: this.deps,
-        retryDelayMs: this.options.retryDelayMs,
-        onContinued: (name, outcome) => this.#track(this.#summary(workflow, name), outcome, true),
-      });
-      this.#track(summary, run, true);
+      this.#track(summary, runWorkflow({ ...run, onContinued: (name, outcome) => this.#track(this.#summary(workflow, name), outcome, true) }), true);
     } else {
-      const run = runWorkflow({
-        workflow,
-        input,
-        executionName,
-        deps: this.deps,
-        retryDelayMs: this.options.retryDelayMs,
-        onStepStart: (name) => summary.steps.push({ name, status: 'running', ms: null, attempts: 1 }),
-        onStepEnd: (record) => {
-          const step = summary.steps.findLast((s) => s.name === record.name && s.status === 'running');
-          if (!step) return;
-          Object.assign(step, { status: record.status, ms: record.ms, attempts: record.attempts });
-          if (record.error) step.error = record.error;
-        },
-      });
-      this.#track(summary, run, false);
+      const onStepEnd = (record: StepRecord): void => {
+        const step = summary.steps.findLast((s) => s.name === record.name && s.status === 'running');
+        if (!step) return;
+        Object.assign(step, { status: record.status, ms: record.ms, attempts: record.attempts });
+        if (record.error) step.error = record.error;
+      };
+      const onStepStart = (name: string): void => void summary.steps.push({ name, status: 'running', ms: null, attempts: 1 });
+      this.#track(summary, runWorkflow({ ...run, onStepStart, onStepEnd }), false);
     }
     return { id, executionArn, executionName, existing: false };
   }
