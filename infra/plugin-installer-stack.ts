@@ -66,7 +66,7 @@ export class PluginInstallerStack extends Stack {
     this.alarmTopic = this.alarms.topic;
     this.api = new ControlPlaneApi(this, 'Api', { settings: props.settings, stateMachines: this.stateMachines, rollout: this.rollout, bucket: this.bucket, steps: this.steps });
     this.sweeper = new SnapshotSweeper(this, 'Sweeper', { settings: props.settings.sweep, alarmTopic: this.alarmTopic, hostDocument: this.hostDocument });
-    this.dashboard = new OperationsDashboard(this, 'Operations', { stateMachines: this.stateMachines, steps: this.steps, alarms: this.alarms, sweeper: this.sweeper });
+    this.dashboard = new OperationsDashboard(this, 'Operations', { stateMachines: this.stateMachines, steps: this.steps, alarms: this.alarms, sweeper: this.sweeper, rollout: this.rollout });
 
     new CfnOutput(this, 'ArtifactBucketName', { value: this.bucket.bucketName, description: 'Validated plugin tarballs (uploads/, artifacts/)' });
     new CfnOutput(this, 'HostDocumentName', { value: this.hostDocument.documentName, description: 'The SSM Command document every host step and the sweeper send (the host script inside)' });

@@ -3,7 +3,8 @@
  * what failed and why (system failures, failures by error code, RollbackFailed, undelivered
  * notifications, step errors by code), how long each step takes (p50 / p95 of every step
  * Lambda's duration), the snapshot sweeper (bytes freed, hosts failed), and EIC tunnels the
- * endpoint refused at its connection limit (`TunnelRefused`). Every metric is one
+ * endpoint refused at its connection limit (`TunnelRefused`), and fleet rollouts (their executions,
+ * their verdicts, the rollout steps' durations). Every metric is one
  * the stack publishes or AWS does; the error-code graphs are SEARCH expressions, so a code seen
  * for the first time appears without a redeploy.
  */
@@ -12,7 +13,8 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
-import { FAILURES_BY_CODE, type InstallerAlarms } from './alarms.ts';
+import { FAILURES_BY_CODE, ROLLOUT_VERDICTS, type InstallerAlarms } from './alarms.ts';
+import type { RolloutWorkflow } from './rollout-workflow.ts';
 import type { SnapshotSweeper } from './snapshot-sweeper.ts';
 import { METRICS_NAMESPACE, SERVICE_NAME, stepId, type StepLambdas } from './step-functions.ts';
 
@@ -25,6 +27,7 @@ export interface OperationsDashboardProps {
   readonly steps: StepLambdas;
   readonly alarms: InstallerAlarms;
   readonly sweeper: SnapshotSweeper;
+  readonly rollout: RolloutWorkflow;
 }
 
 export class OperationsDashboard extends Construct {
@@ -32,7 +35,7 @@ export class OperationsDashboard extends Construct {
 
   constructor(scope: Construct, id: string, props: OperationsDashboardProps) {
     super(scope, id);
-    const { stateMachines, steps, alarms, sweeper } = props;
+    const { stateMachines, steps, alarms, sweeper, rollout } = props;
     const sum = { period: PERIOD, statistic: cloudwatch.Stats.SUM };
 
     const outcomes = (name: WorkflowName) => [
@@ -103,6 +106,32 @@ export class OperationsDashboard extends Construct {
             title: 'EIC tunnels refused at the endpoint\'s limit of 20 concurrent connections (each one waited for and retried)',
             left: [new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: TUNNEL_REFUSED, dimensionsMap: { service: SERVICE_NAME }, ...sum, label: 'tunnels refused' })],
             width: 24,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            // A rollout that continues as new ends its execution SUCCEEDED and starts the next one:
+            // started minus succeeded is not the count of halted rollouts; the verdicts graph is.
+            title: 'Fleet rollouts: executions (each continue-as-new is one more execution)',
+            left: [
+              rollout.stateMachine.metricStarted({ ...sum, label: 'started' }),
+              rollout.stateMachine.metricSucceeded({ ...sum, label: 'succeeded or continued' }),
+              rollout.stateMachine.metricFailed({ ...sum, label: 'failed (halted, failed or refused)' }),
+              rollout.stateMachine.metricAborted({ ...sum, label: 'stopped by an operator' }),
+            ],
+            width: 8,
+          }),
+          new cloudwatch.GraphWidget({
+            // The verdicts are counted from the execution log (FailuresByCode) and never page: the
+            // installs that made a rollout halt counted, and paged, on their own.
+            title: 'Fleet rollouts: halted and failed verdicts',
+            left: ROLLOUT_VERDICTS.map((code) => new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: FAILURES_BY_CODE, dimensionsMap: { ErrorCode: code }, ...sum, label: code })),
+            width: 8,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Rollout step duration p95 (ms)',
+            left: rollout.steps.map((s) => s.fn.metricDuration({ period: PERIOD, statistic: 'p95', label: `${stepId(s.spec.file)} p95` })),
+            width: 8,
           }),
         ],
         [

@@ -606,14 +606,17 @@ describe('alarms', () => {
     const dashboards = Object.values(base.template.findResources('AWS::CloudWatch::Dashboard'));
     expect(dashboards).toHaveLength(1);
     const body = flat((dashboards[0]!.Properties as { DashboardBody: unknown }).DashboardBody);
-    for (const title of ['Installs', 'Rollbacks', 'Uninstalls', 'Failed executions by error code', 'Step duration p50', 'Step duration p95', 'Step errors by step and code', 'Snapshot sweeper', 'EIC tunnels refused']) {
+    for (const title of ['Installs', 'Rollbacks', 'Uninstalls', 'Failed executions by error code', 'Step duration p50', 'Step duration p95', 'Step errors by step and code', 'Snapshot sweeper', 'EIC tunnels refused', 'Fleet rollouts: executions', 'Fleet rollouts: halted and failed verdicts', 'Rollout step duration p95']) {
       expect(body, title).toContain(title);
     }
     for (const metric of [SYSTEM_FAILURES, ROLLBACK_FAILED, NOTIFICATIONS_UNDELIVERED, FAILURES_BY_CODE, 'StepErrors', 'SweptBytes', 'SweepHostsFailed', 'ExecutionsSucceeded', 'Duration', 'TunnelRefused']) {
       expect(body, metric).toContain(metric);
     }
-    // p50 and p95 of every step Lambda.
-    expect(body.match(/"p95"/g)?.length).toBe(STEP_SPECS.length);
+    // p50 and p95 of every step Lambda, p95 of every rollout step.
+    expect(body.match(/"p95"/g)?.length).toBe(STEP_SPECS.length + ROLLOUT_STEP_SPECS.length);
+    // The rollout's executions, and its verdicts by code.
+    for (const metric of ['ExecutionsStarted', 'ExecutionsFailed', 'ExecutionsAborted', ...ROLLOUT_VERDICTS]) expect(body, metric).toContain(metric);
+    expect(body).toContain(logicalId(base.stack.rollout.stateMachine));
   });
 
   it('alarm on RollbackFailed through a metric filter on the execution log group', () => {
