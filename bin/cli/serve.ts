@@ -47,16 +47,23 @@ function send(res: ServerResponse, status: number, headers: Record<string, strin
   res.end(body ?? undefined);
 }
 
-/** Reads at most `limit` + 1 bytes, so an oversized body is detected without buffering it all. */
+/**
+ * How much of an oversized body is read and thrown away so that the client, still sending, gets
+ * the 413 rather than a reset connection; past it the connection is cut.
+ */
+const DISCARD_MAX_BYTES = 8 * 1024 * 1024;
+
+/** Buffers at most `limit` bytes, so an oversized body is detected without holding it. */
 async function readBody(req: IncomingMessage, limit: number): Promise<{ text: string; tooLarge: boolean }> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > limit) return { text: '', tooLarge: true };
-    chunks.push(chunk as Buffer);
+    // Leaving the loop destroys the request, and with it the socket the answer would go out on.
+    if (size > limit + DISCARD_MAX_BYTES) return { text: '', tooLarge: true };
+    if (size <= limit) chunks.push(chunk as Buffer);
   }
-  return { text: Buffer.concat(chunks).toString('utf8'), tooLarge: false };
+  return size > limit ? { text: '', tooLarge: true } : { text: Buffer.concat(chunks).toString('utf8'), tooLarge: false };
 }
 
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
@@ -103,7 +110,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         const body = await readBody(req, limit);
         const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? v.join(',') : v]));
         const response = body.tooLarge
-          ? { status: 413, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: { code: 'InvalidInput', message: `request body is larger than ${limit} bytes`, hint: 'send only the fields of the route\'s request body (GET /openapi.json)' } }) }
+          ? { status: 413, headers: { 'content-type': 'application/json', connection: 'close' }, body: JSON.stringify({ error: { code: 'InvalidInput', message: `request body is larger than ${limit} bytes`, hint: 'send only the fields of the route\'s request body (GET /openapi.json)' } }) }
           : await handleApiRequest({ method: req.method ?? 'GET', path, headers, body: body.text || null }, { steps: deps, engine });
         options.log?.(`${req.method} ${path} → ${response.status}`);
         send(res, response.status, response.headers, response.body);

@@ -227,6 +227,14 @@ describe('pluginctl serve', () => {
     const unknown = await call('POST', '/rollouts', { ...body('1.1.0'), workspaces: ['f1', 'nobody'] });
     expect(unknown).toMatchObject({ status: 422, json: { error: { code: 'WorkspaceNotFound' } } });
     expect((await call('POST', '/rollouts', { ...body('1.1.0'), selector: {} })).status).toBe(400);
+    // 10,000 targets of 64-character ids (~680 KB of JSON) are a rollout body, not a 413: the
+    // function looks them up (all unknown here); 1 MiB and more is refused before parsing.
+    const many = Array.from({ length: 10_000 }, (_, i) => `w${String(i).padStart(63, '0')}`);
+    const big = await call('POST', '/rollouts', { ...body('1.1.0'), workspaces: many });
+    expect(big).toMatchObject({ status: 422, json: { error: { code: 'WorkspaceNotFound' } } });
+    expect(Buffer.byteLength(JSON.stringify({ ...body('1.1.0'), workspaces: many }))).toBeGreaterThan(64 * 1024);
+    const tooBig = await call('POST', '/rollouts', { ...body('1.1.0'), workspaces: [...many, ...many.map((w) => `${w.slice(0, -1)}x`)] });
+    expect(tooBig).toMatchObject({ status: 413, json: { error: { code: 'InvalidInput' } } });
     expect((await call('GET', '/rollouts/rollout-nobody')).status).toBe(404);
     expect((await call('GET', '/rollouts/not%2Fan-id')).status).toBe(400);
     // Three rollouts of 5 workspaces on a busy 2-core machine: more room than the default 60 s.
