@@ -215,6 +215,8 @@ describe('pluginctl rollout: canary, busy, refused', () => {
       healthcheck: { command: 'echo "probe: skill index missing" >&2; exit 1', timeoutSeconds: 10 },
     });
     const before = fleet.events().length;
+    const failedDirs = (ws: string) => (existsSync(join(fleet.root(ws), '.failed')) ? readdirSync(join(fleet.root(ws), '.failed')) : []);
+    const evidenceBefore = Object.fromEntries(FLEET.map((ws) => [ws, failedDirs(ws)]));
     const r = await pluginctlProcess(['rollout', unhealthy, '--all', '--max-concurrency', '5', '--max-errors', '10', '--rollout-id', 'unhealthy', '--json'], fleet.env);
     expect(r.code, r.stderr).toBe(3);
     const c = contract(r);
@@ -224,9 +226,12 @@ describe('pluginctl rollout: canary, busy, refused', () => {
     expect(canary).toMatchObject({ workspace: 'ws01', error: { code: 'HealthCheckFailed' } });
     expect(canary!.error!.message).toContain('probe: skill index missing');
     expect(Object.values(await fleet.live())).toEqual(FLEET.map(() => '1.0.0'));
-    // The new version is kept on the canary as evidence, nowhere else.
-    expect(readdirSync(join(fleet.root('ws01'), '.failed')).filter((d) => d.startsWith('p.'))).toHaveLength(1);
-    expect(existsSync(join(fleet.root('ws02'), '.failed')) ? readdirSync(join(fleet.root('ws02'), '.failed')) : []).toEqual([]);
+    // The new version is kept on the canary as evidence (one more entry under .failed/), nowhere else.
+    for (const ws of FLEET) {
+      const added = failedDirs(ws).filter((d) => !evidenceBefore[ws]!.includes(d));
+      expect(added.length, ws).toBe(ws === 'ws01' ? 1 : 0);
+      if (ws === 'ws01') expect(readFileSync(join(fleet.root(ws), '.failed', added[0]!, 'plugin.yaml'), 'utf8')).toContain('version: 2.0.0');
+    }
     const mine = fleet.events().slice(before);
     const installs = mine.filter((e) => e.detailType.startsWith('Plugin Install'));
     expect(installs).toHaveLength(1);
