@@ -5,6 +5,7 @@
  * on chosen workspaces, so their installs swap, fail and roll back for real). Driven through
  * bin/pluginctl.js for the contract (exit codes, the --json shape), in-process otherwise.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,7 +21,7 @@ import { readRolloutReport } from '../../lambdas/core/rollout/rollout-report.ts'
 import { checkRolloutRequest, storeRolloutRequest } from '../../lambdas/core/rollout/rollout-request.ts';
 import { runWorkflow, type RunOutcome } from '../../lambdas/core/workflow/local-runner.ts';
 import { listPlugins } from '../../lambdas/core/steps/list-plugins.ts';
-import { pluginctl, pluginctlProcess, type CliResult } from '../helpers/cli.ts';
+import { PLUGINCTL, pluginctl, pluginctlProcess, type CliResult } from '../helpers/cli.ts';
 import { fleetFaults, type FleetFaults } from '../helpers/fleet-faults.ts';
 import { writePluginDir } from '../helpers/plugin-versions.ts';
 
@@ -280,6 +281,29 @@ describe('pluginctl rollout: canary, busy, refused', () => {
     expect(invalid.json).toMatchObject({ status: 'refused' });
     expect(fleet.events().length).toBe(before);
   }, 120_000);
+
+  it('on a terminal one progress line is rewritten in place; piped, one line per finished workspace', async () => {
+    const piped = await pluginctlProcess(['rollout', fleet.v1, '--workspaces', 'ws01,ws02,ws03', '--rollout-id', 'piped'], fleet.env);
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(piped.stdout).not.toContain('\r');
+    for (const ws of ['ws01', 'ws02', 'ws03']) expect(piped.stdout.match(new RegExp(`^ {2}${ws} +skipped$`, 'gm')), ws).toHaveLength(1);
+    expect(piped.stdout).toContain('rollout piped of p 1.0.0: succeeded · 3 targets: 0 succeeded, 3 skipped');
+
+    // util-linux script(1) gives the command a pseudo-terminal: stdout.isTTY is true, as for a person.
+    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const command = [process.execPath, PLUGINCTL, 'rollout', fleet.v1, '--workspaces', 'ws01,ws02,ws03', '--rollout-id', 'on-a-tty'].map(quote).join(' ');
+    const tty = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
+      const child = spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, ...fleet.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, out }));
+    });
+    expect(tty.code, tty.out).toBe(0);
+    expect(tty.out).toContain('\r\x1b[Kp 1.0.0: done 3 · failed 0 · in flight 0 · left 0');
+    expect(tty.out).not.toMatch(/^ {2}ws01 +skipped/m);
+    expect(tty.out).toContain('rollout on-a-tty of p 1.0.0: succeeded · 3 targets: 0 succeeded, 3 skipped');
+  }, 300_000);
 
   it('after every refusal, every workspace is still v1 complete', async () => {
     expect(Object.values(await fleet.live())).toEqual(FLEET.map(() => '1.0.0'));
