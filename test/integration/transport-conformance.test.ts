@@ -293,7 +293,7 @@ describe.each(TRANSPORTS)('RemoteHost conformance: %s', (_name, start) => {
     expect(await steps.rollback(a)).toMatchObject({ live: 'untouched', changed: false, lock: 'released' });
     // The killed attempt may still be winding down on the host (its stdin closed): it cleans up
     // after itself, and nothing of it stays.
-    await until(() => readdirSync(join(t.root, '.staging')).every((e) => !e.startsWith(`${NAME}.${a.stamp}`)), 15_000, 'the timed-out stage to leave nothing in .staging');
+    await until(() => readdirSync(join(t.root, '.staging')).every((e) => !e.startsWith(`${NAME}.${a.stamp}`)), 60_000, 'the timed-out stage to leave nothing in .staging');
     expect(live()).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
   }, 180_000);
 
