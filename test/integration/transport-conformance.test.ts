@@ -175,7 +175,9 @@ describe.each(TRANSPORTS)('RemoteHost conformance: %s', (_name, start) => {
 
   beforeAll(async () => {
     t = await start();
-    steps = new HostSteps(withInterruptRetry(t.target), 30_000);
+    // A step budget that bounds a hang, not speed: one step over SSM polls a stand-in that runs
+    // the real script, seconds at load 15.
+    steps = new HostSteps(withInterruptRetry(t.target), 60_000);
     tar1 = await goodTarball(V1);
     tar2 = await goodTarball(V2);
   }, 180_000);
