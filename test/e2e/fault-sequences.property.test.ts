@@ -11,6 +11,7 @@ import type { HostOp } from '../../lambdas/core/host/remote-host.ts';
 import { DECISIVE_COMMAND, faultShims } from '../helpers/fault-shims.ts';
 import { hostState } from '../helpers/host-state.ts';
 import { judgeLive, type Tree } from '../helpers/live-tree.ts';
+import { propertyRuns, propertyTimeout } from '../helpers/property-runs.ts';
 import { repeatAfterSuccess } from '../helpers/repeating-host.ts';
 import { expectedTree, makeWorld, type World } from '../helpers/world.ts';
 
@@ -55,7 +56,10 @@ async function perform(base: World, action: Action, fault: FaultSpec) {
   }
 }
 
-it('live is absent or one whole version after any sequence of faulty operations', { timeout: 600_000 }, async () => {
+/** Each run builds a world and runs up to five workflows (~3 s at load 8-14): PROPERTY_RUNS_SCALE scales it. */
+const RUNS = propertyRuns(40);
+
+it('live is absent or one whole version after any sequence of faulty operations', { timeout: propertyTimeout(RUNS, 15_000) }, async () => {
   await fc.assert(
     fc.asyncProperty(fc.array(fc.tuple(actionArb, faultArb), { minLength: 1, maxLength: 5 }), async (steps) => {
       const world = await makeWorld();
@@ -90,6 +94,6 @@ it('live is absent or one whole version after any sequence of faulty operations'
         await world.cleanup();
       }
     }),
-    { numRuns: 40 },
+    { numRuns: RUNS },
   );
 });

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pluginctl, pluginctlProcess } from '../helpers/cli.ts';
 import { judgeLive, readTree } from '../helpers/live-tree.ts';
+import { uniqueSleep, untilNoProcessRuns } from '../helpers/processes.ts';
 import { versionFiles, writePluginDir, type PluginVersionSpec } from '../helpers/plugin-versions.ts';
 
 const NAME = 'checked';
@@ -42,7 +43,10 @@ function events(home: string): { detailType: string; detail: Record<string, unkn
 
 const V1 = spec('1.0.0', { command: 'test -f plugin.yaml && echo "healthy $PLUGIN_NAME $PLUGIN_VERSION"' });
 const V2_FAILS = spec('2.0.0', { command: 'echo "starting the skill server"\necho "connection refused on 127.0.0.1:7777" >&2\nexit 1', timeoutSeconds: 10 });
-const V2_HANGS = spec('2.0.0', { command: 'echo "waiting for the model"; sleep 600', timeoutSeconds: 2 });
+/** The hanging check's sleep: a command line of its own, to see that the kill reached it. */
+const HANG = uniqueSleep();
+/** Each run of the check appends a line to ./check-runs (in the new version, kept under .failed/). */
+const V2_HANGS = spec('2.0.0', { command: `echo run >> ./check-runs; echo "waiting for the model"; ${HANG}`, timeoutSeconds: 2 });
 const VERSIONS = { '1.0.0': versionFiles(V1), '2.0.0': versionFiles(V2_FAILS) };
 
 describe('pluginctl install with a health check', () => {
@@ -94,13 +98,16 @@ describe('pluginctl install with a health check', () => {
   it('a check that does not finish in timeoutSeconds is killed and rolled back (exit 3, "timed out")', async () => {
     const home = freshHome();
     expect((await pluginctl(['install', await writePluginDir(join(home, 'v1'), V1), '--workspace', 'w'], env(home))).code).toBe(0);
-    const started = Date.now();
     const r = await pluginctl(['install', await writePluginDir(join(home, 'v2'), V2_HANGS), '--workspace', 'w', '--json'], env(home));
     expect(r.code).toBe(3);
     expect(r.json).toMatchObject({ status: 'rolled-back', error: { code: 'HealthCheckFailed' } });
     expect((r.json!.error as { message: string }).message).toMatch(/timed out after 2s .*\nwaiting for the model$/);
-    // Not retried: a failed check is not a transient error.
-    expect(Date.now() - started).toBeLessThan(60_000);
+    // Killed: nothing of the check still runs (it would sleep for minutes otherwise).
+    await untilNoProcessRuns(HANG);
+    // Not retried (a failed check is not a transient error): the check ran exactly once.
+    const failed = readdirSync(join(pluginsRoot(home, 'w'), '.failed'));
+    expect(failed).toHaveLength(1);
+    expect(readFileSync(join(pluginsRoot(home, 'w'), '.failed', failed[0]!, 'check-runs'), 'utf8')).toBe('run\n');
     expect(judgeLive(readTree(join(pluginsRoot(home, 'w'), NAME)), VERSIONS)).toMatchObject({ state: 'whole', version: '1.0.0', markedVersion: '1.0.0' });
   });
 

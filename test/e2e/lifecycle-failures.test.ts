@@ -113,7 +113,7 @@ describe.each(SETUPS)('lifecycle failures over %s', (_name, setup) => {
     expect(outcome.steps.map((x) => x.name)).toEqual(['Prepare', 'AcquireLock', 'CleanUp', 'NotifyFailure', 'Failed']);
     expect(readTree(join(s.root, 'hello-skills'))).toEqual(before);
     expect(hostState(s.root, 'hello-skills')).toMatchObject({ staging: [], previous: snapshots, locked: false });
-  }, 60_000);
+  }, 180_000);
 
   it('an unusable staging directory stops a rollback at the lock: live and the snapshots as they were, and a later rollback works', async () => {
     const before = readTree(join(s.root, 'hello-skills'));
@@ -134,5 +134,5 @@ describe.each(SETUPS)('lifecycle failures over %s', (_name, setup) => {
     const again = await run('rollback', { plugin: 'hello-skills' });
     expect(again.status, again.cause).toBe('SUCCEEDED');
     expect(JSON.parse(readTree(join(s.root, 'hello-skills'))!['.complete']!)).toMatchObject({ version: '1.0.0' });
-  }, 60_000);
+  }, 180_000);
 });

@@ -9,16 +9,18 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { expectedTree, makeWorld, type World } from '../helpers/world.ts';
+import { propertyRuns, propertyTimeout } from '../helpers/property-runs.ts';
 
 const NAME = 'alternating';
 const A = { name: NAME, version: '1.0.0', files: 40 };
 const B = { name: NAME, version: '2.0.0', files: 40 };
-const INSTALLS = 100;
+/** Each install is a whole workflow (~2 s at load 8-14): PROPERTY_RUNS_SCALE scales the count. */
+const INSTALLS = propertyRuns(100);
 
 let world: World;
 afterEach(async () => world?.cleanup());
 
-it(`never shows a mixed, mismarked or absent plugin across ${INSTALLS} alternating upgrades`, { timeout: 600_000 }, async () => {
+it(`never shows a mixed, mismarked or absent plugin across ${INSTALLS} alternating upgrades`, { timeout: propertyTimeout(INSTALLS, 6_000) }, async () => {
   world = await makeWorld();
   const sources = [await world.source(A), await world.source(B)];
   const versionsFile = join(world.home, 'versions.json');

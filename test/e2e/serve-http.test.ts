@@ -37,13 +37,15 @@ async function call(method: string, path: string, body?: unknown, headers: Recor
   return { status: res.status, headers: res.headers, json, text };
 }
 
-async function finished(statusUrl: string) {
-  for (let i = 0; i < 200; i++) {
+/** Polls until the execution is no longer RUNNING; the deadline (not a count of polls, which a loaded machine spends in seconds) only bounds a hang. */
+async function finished(statusUrl: string, deadlineMs = 120_000) {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
     const r = await call('GET', statusUrl);
     if (r.json?.status !== 'RUNNING') return r.json!;
+    if (Date.now() > deadline) throw new Error(`execution ${statusUrl} did not finish within ${deadlineMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  throw new Error(`execution ${statusUrl} did not finish`);
 }
 
 beforeAll(async () => {

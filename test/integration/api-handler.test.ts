@@ -69,7 +69,7 @@ beforeAll(async () => {
   engine = new LocalWorkflowEngine(world.deps, { retryDelayMs: 5 });
   const deps: ApiDeps = { steps: world.deps, engine };
   handler = apiHandler(async () => deps);
-}, 60_000);
+}, 180_000);
 afterAll(async () => {
   await engine?.idle();
   await world?.stop();

@@ -88,8 +88,8 @@ function expectOwnedByAgent(dir: string): void {
   expect(count).toBeGreaterThan(3);
 }
 
-/** Waits until `predicate` holds (polling), or fails after `ms`. */
-async function until(predicate: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
+/** Waits until `predicate` holds (polling), or fails after `ms` (generous: it bounds a hang on a loaded machine, never checks speed). */
+async function until(predicate: () => boolean | Promise<boolean>, ms = 60_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -449,14 +449,14 @@ describe.skipIf(!sshdAvailable)('EIC host through an EIC Endpoint tunnel', () =>
     slow.write(buf.subarray(0, buf.length >> 1));
     const staging = failure(steps.stage(plugin, sha256(buf), 0, { stream: slow }));
     const root = join(h.hostRoot, 'configs/plugins');
-    await until(() => partialExists(root, 'dropped', plugin.stamp), 10_000, 'the stage to start');
+    await until(() => partialExists(root, 'dropped', plugin.stamp), 60_000, 'the stage to start');
     expect(h.endpoint!.dropAll()).toBeGreaterThanOrEqual(1);
     const error = await staging;
     expect(error.retryable, `${error.code}: ${error.message}`).toBe(true);
     expect(['HostStepInterrupted', 'HostUnreachable']).toContain(error.code);
     expect(slow.destroyed).toBe(true);
     // The host saw EOF after half the bytes: sha256 mismatch, partial removed.
-    await until(async () => !(await partialExists(root, 'dropped', plugin.stamp)), 10_000, 'the host to clean up');
+    await until(async () => !(await partialExists(root, 'dropped', plugin.stamp)), 60_000, 'the host to clean up');
     // The step is idempotent: the workflow's retry, with the same stamp, stages cleanly.
     expect((await steps.stage(plugin, sha256(buf), 0, { stream: Readable.from([buf]) })).result).toBe('staged');
     expect(await steps.unlock(plugin)).toBe('released');
@@ -482,14 +482,14 @@ describe.skipIf(!sshdAvailable)('EIC Endpoint at its connection limit', () => {
   let held: WebSocket[] = [];
   /** Takes every slot of the endpoint, once the tunnels of earlier steps have closed. */
   const fill = async (): Promise<void> => {
-    await until(() => h.endpoint!.open === held.length, 10_000, 'earlier tunnels to close');
+    await until(() => h.endpoint!.open === held.length, 60_000, 'earlier tunnels to close');
     while (held.length < CAP) held.push(await holdTunnel(h.endpoint!.url));
     expect(h.endpoint!.open).toBe(CAP);
   };
   const releaseAll = async (): Promise<void> => {
     for (const ws of held) ws.terminate();
     held = [];
-    await until(() => h.endpoint!.open === 0, 10_000, 'the held tunnels to close');
+    await until(() => h.endpoint!.open === 0, 60_000, 'the held tunnels to close');
   };
   beforeAll(async () => {
     h = await startEicHarness({ viaEndpoint: true, maxConnections: CAP, host: { idleTimeoutMs: 0 } });
@@ -518,7 +518,7 @@ describe.skipIf(!sshdAvailable)('EIC Endpoint at its connection limit', () => {
     const resolver = h.resolverWith({ idleTimeoutMs: 0, tunnelBackoff: { baseMs: 20, maxMs: 200 }, onTunnelRefused: (r) => refusals.push(r) });
     const ws = h.workspace('ws-at-cap');
     const listing = new HostSteps(resolver(ws)).list();
-    await until(() => refusals.length >= 3, 20_000, 'the endpoint to refuse the adapter a few times');
+    await until(() => refusals.length >= 3, 60_000, 'the endpoint to refuse the adapter a few times');
     await releaseAll();
     const listed = await listing;
     expect(listed.plugins).toEqual([]);
@@ -533,7 +533,9 @@ describe.skipIf(!sshdAvailable)('EIC Endpoint at its connection limit', () => {
   it('ends a step still refused at its deadline as HostTimeout naming the limit; the host serves the next step', async () => {
     await fill();
     const refusals: TunnelRefusal[] = [];
-    const resolver = h.resolverWith({ idleTimeoutMs: 0, stepTimeoutMs: 3_000, tunnelBackoff: { baseMs: 20, maxMs: 200 }, onTunnelRefused: (r) => refusals.push(r) });
+    // 10 s, not less: the budget also pays for the key push, and on a loaded machine a shorter
+    // one could run out before the first tunnel is even asked for (no refusal to report).
+    const resolver = h.resolverWith({ idleTimeoutMs: 0, stepTimeoutMs: 10_000, tunnelBackoff: { baseMs: 20, maxMs: 200 }, onTunnelRefused: (r) => refusals.push(r) });
     const ws = h.workspace('ws-cap-deadline');
     const error = await failure(new HostSteps(resolver(ws)).list());
     expect(error.code).toBe('HostTimeout');
@@ -543,7 +545,8 @@ describe.skipIf(!sshdAvailable)('EIC Endpoint at its connection limit', () => {
     expect(error.hint).toMatch(/at most 20 tunnels at once .*not adjustable/);
     expect(refusals.length).toBeGreaterThan(0);
     await releaseAll();
-    expect((await new HostSteps(resolver(ws)).list()).plugins).toEqual([]);
+    // The next step, on a fresh connection with a budget that cannot run out on a busy machine.
+    expect((await new HostSteps(h.resolverWith({ idleTimeoutMs: 0, stepTimeoutMs: 60_000 })(ws)).list()).plugins).toEqual([]);
   });
 
   it('a 403 (bad signature) fails at once, even with the endpoint full: no wait, no retry', async () => {
@@ -632,14 +635,17 @@ describe.skipIf(!sshdAvailable)('EIC host failures', () => {
   });
 
   it('times out a step whose stdin never ends: HostTimeout, source released, host usable after', async () => {
-    const resolver = h.resolverWith({ stepTimeoutMs: 1_500 });
     const ws = h.workspace('ws-timeout');
-    const steps = new HostSteps(resolver(ws));
+    // Only the stalled stage gets the short budget: a lock under that budget timed out at load 15
+    // (the budget counts the connection). The stage cannot finish, so it ends HostTimeout whether
+    // the deadline catches it connecting or streaming.
+    const steps = new HostSteps(h.resolverWith({ stepTimeoutMs: 60_000 })(ws));
+    const quick = new HostSteps(h.resolverWith({ stepTimeoutMs: 1_500 })(ws));
     const plugin: PluginRef = { name: 'slow', stamp: newStamp() };
     await steps.lock(plugin, executionName(ws.id, 'slow', plugin.stamp), process.pid, 300);
     const never = new PassThrough();
     never.write(randomBytes(1024));
-    const error = await failure(steps.stage(plugin, 'a'.repeat(64), 0, { stream: never }));
+    const error = await failure(quick.stage(plugin, 'a'.repeat(64), 0, { stream: never }));
     // HostTimeout (not the harness's test timeout) is the step deadline firing.
     expect(error.code).toBe('HostTimeout');
     expect(error.retryable).toBe(true);
@@ -686,7 +692,7 @@ describe.skipIf(!sshdAvailable)('EIC host failures', () => {
     const slow = new PassThrough();
     slow.write(buf.subarray(0, buf.length >> 1));
     const staging = failure(steps.stage(plugin, sha256(buf), 0, { stream: slow }));
-    await until(() => partialExists(join(h.hostRoot, 'configs/plugins'), 'killed', plugin.stamp), 10_000, 'the stage to start');
+    await until(() => partialExists(join(h.hostRoot, 'configs/plugins'), 'killed', plugin.stamp), 60_000, 'the stage to start');
     expect(await h.sshd.killSessions()).toBeGreaterThan(0);
     const error = await staging;
     expect(error.retryable, `${error.code}: ${error.message}`).toBe(true);

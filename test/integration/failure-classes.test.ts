@@ -77,7 +77,7 @@ beforeAll(async () => {
   manyFiles = await tarball(many);
   expect(oneBigFile.unpacked).toBeGreaterThan(2 * MiB);
   expect(manyFiles.unpacked).toBeGreaterThan(2 * MiB);
-}, 60_000);
+}, 180_000);
 
 // --- a PATH without some tools ------------------------------------------------------------------
 

@@ -30,9 +30,11 @@ import { goodTarball } from '../fixtures/hostile-tarballs.ts';
 import { judgeLive, readTree, type Tree } from '../helpers/live-tree.ts';
 import { versionFiles } from '../helpers/plugin-versions.ts';
 import { canMount } from '../helpers/tmpfs.ts';
+import { propertyRuns, propertyTimeout } from '../helpers/property-runs.ts';
 import { HOST_TRANSPORTS, startHostTransport, type HostTransport, type HostTransportName } from '../servers/host-transports.ts';
 
-const ROUNDS: Record<HostTransportName, number> = { local: 30, eic: 8, ssm: 8 };
+/** Rounds of the race per transport (3-10 s a round at load 8-14): PROPERTY_RUNS_SCALE scales them. */
+const ROUNDS: Record<HostTransportName, number> = { local: propertyRuns(30), eic: propertyRuns(8), ssm: propertyRuns(8) };
 
 interface Tarball {
   version: string;
@@ -84,13 +86,13 @@ describe.each(HOST_TRANSPORTS)('fencing over %s', (transport) => {
     }
   }
 
-  /** Waits for a condition on the host's filesystem (a synchronisation point, never asserted on). */
-  async function until(what: string, condition: () => boolean): Promise<void> {
-    for (let i = 0; i < 3000; i++) {
-      if (condition()) return;
+  /** Waits for a condition on the host's filesystem (a synchronisation point, never asserted on); the deadline only bounds a hang. */
+  async function until(what: string, condition: () => boolean, deadlineMs = 120_000): Promise<void> {
+    const deadline = Date.now() + deadlineMs;
+    while (!condition()) {
+      if (Date.now() > deadline) throw new Error(`timed out after ${deadlineMs} ms waiting until ${what}`);
       await sleep(10);
     }
-    throw new Error(`timed out waiting until ${what}`);
   }
 
   function entries(sub: string, stamp?: string): string[] {
@@ -220,7 +222,7 @@ describe.each(HOST_TRANSPORTS)('fencing over %s', (transport) => {
   type AStep = (typeof A_STEPS)[number];
 
   describe(`A's steps raced against B's install (${ROUNDS[transport]} rounds)`, () => {
-    it('no step of A succeeds once B holds the lease; B always completes; live is never A\'s', { timeout: 600_000 }, async () => {
+    it('no step of A succeeds once B holds the lease; B always completes; live is never A\'s', { timeout: propertyTimeout(ROUNDS[transport], 45_000) }, async () => {
       const v0 = await tarball('2.0.0');
       const bs: Tarball[] = [];
       const as: Tarball[] = [];

@@ -172,7 +172,7 @@ afterAll(() => {
 });
 
 describe('fleet sweep over SSM Run Command', () => {
-  it('10 instances: one SendCommand, pages per poll, counts and bytes right; a dry run first deletes nothing', { timeout: 300_000 }, async () => {
+  it('10 instances: one SendCommand, pages per poll, counts and bytes right; a dry run first deletes nothing', { timeout: 900_000 }, async () => {
     const fleet = await startFleet(10, RULES);
     try {
       const dry = await fleetSweep({ client: fleet.client, rules: { ...RULES, dryRun: true }, documentName: TEST_DOCUMENT_NAME, maxConcurrency: '100', maxErrors: '10', ...POLL });
@@ -214,7 +214,7 @@ describe('fleet sweep over SSM Run Command', () => {
     }
   });
 
-  it('1,000 instances: still one SendCommand, and ListCommandInvocations only grows by pagination', { timeout: 300_000 }, async () => {
+  it('1,000 instances: still one SendCommand, and ListCommandInvocations only grows by pagination', { timeout: 900_000 }, async () => {
     const fleet = await startFleet(1000, RULES);
     try {
       const started = Date.now();
@@ -237,7 +237,7 @@ describe('fleet sweep over SSM Run Command', () => {
     }
   });
 
-  it('with a poll that waits for the fleet, the calls are 1 SendCommand + 1 poll for 10 and for 1,000 instances: only the pages differ', { timeout: 300_000 }, async () => {
+  it('with a poll that waits for the fleet, the calls are 1 SendCommand + 1 poll for 10 and for 1,000 instances: only the pages differ', { timeout: 900_000 }, async () => {
     const counts: Record<number, Record<string, number>> = {};
     for (const n of [10, 1000]) {
       const fleet = await startFleet(n, RULES);
@@ -275,7 +275,7 @@ async function driveSweep(handler: (event: unknown) => Promise<unknown>, event: 
 }
 
 describe('the sweeper Lambda', () => {
-  it('settings from the environment → one Run Command → checks → a metric value and a log line per host → the totals', { timeout: 300_000 }, async () => {
+  it('settings from the environment → one Run Command → checks → a metric value and a log line per host → the totals', { timeout: 900_000 }, async () => {
     const fleet = await startFleet(10, RULES);
     const added: [string, string, number][] = [];
     vi.spyOn(metrics, 'addMetric').mockImplementation((name, unit, value) => {

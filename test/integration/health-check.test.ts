@@ -21,6 +21,7 @@ import { HostSteps, type PluginRef } from '../../lambdas/core/host/host-steps.ts
 import { LocalHost } from '../../lambdas/core/host/local-host.ts';
 import { newStamp } from '../../lambdas/core/stamp.ts';
 import { goodTarball } from '../fixtures/hostile-tarballs.ts';
+import { uniqueSleep, untilNoProcessRuns } from '../helpers/processes.ts';
 
 const NAME = 'probe';
 const FILES = { 'plugin.yaml': `name: ${NAME}\nversion: 1.0.0\n`, 'bin/run.sh': 'echo run\n' };
@@ -180,21 +181,23 @@ describe.runIf(asRoot)('verify without a PID namespace (an unshare that fails): 
 
   it('passes a check and kills the child it left behind', async () => {
     const ref = await live(steps);
-    const started = Date.now();
-    expect(await steps.verify(ref, '1.0.0', check('(sleep 3; touch ./late; sleep 120) & echo ok'))).toEqual({ result: 'passed', check: 'command', isolation: 'process-group' });
-    expect(Date.now() - started).toBeLessThan(30_000);
-    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    // The child would sleep for minutes: the step returning at all shows it did not wait for
+    // it, and the child's process being gone shows the process group was killed.
+    const child = uniqueSleep();
+    expect(await steps.verify(ref, '1.0.0', check(`(${child}; touch ./late) & echo ok`))).toEqual({ result: 'passed', check: 'command', isolation: 'process-group' });
+    await untilNoProcessRuns(child);
     expect(existsSync(join(root, NAME, 'late'))).toBe(false);
-  }, 60_000);
+  }, 180_000);
 
   it('kills a check at its timeout with its process group, and reports it', async () => {
     const ref = await live(steps);
-    const err = await failure(steps.verify(ref, '1.0.0', check('echo begun; (sleep 4; touch ./late) & sleep 120', 1)));
+    const child = uniqueSleep();
+    const err = await failure(steps.verify(ref, '1.0.0', check(`echo begun; (${child}; touch ./late) & sleep 600`, 1)));
     expect(err.code).toBe('HealthCheckFailed');
     expect(err.message).toContain('timed out after 1s');
     expect(err.message).toContain('begun');
-    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    await untilNoProcessRuns(child);
     expect(existsSync(join(root, NAME, 'late'))).toBe(false);
     expect(stagingOf()).toEqual([]);
-  }, 60_000);
+  }, 180_000);
 });

@@ -90,8 +90,8 @@ function generated(total: number, seed = 1): { stream: Readable; digest: () => s
 }
 
 
-/** Resolves once `check` holds (fire-and-forget cleanups), or fails after `ms`. */
-async function eventually(check: () => Promise<boolean>, ms = 5000): Promise<void> {
+/** Resolves once `check` holds (fire-and-forget cleanups), or fails after `ms` (generous: it bounds a hang on a loaded machine). */
+async function eventually(check: () => Promise<boolean>, ms = 60_000): Promise<void> {
   const until = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > until) throw new Error('condition not reached in time');

@@ -29,6 +29,7 @@ import {
   sweepRules,
   type SweepLayout,
 } from '../../lambdas/core/sweep/sweep-rules.ts';
+import { propertyRuns, propertyTimeout } from '../helpers/property-runs.ts';
 
 const HOUR = 60 * 60 * 1000;
 
@@ -505,7 +506,9 @@ describe('the real script against the model (injected clock, random layouts)', (
     expect(report.deleted.map((d) => d.path).sort()).toEqual(planSweep(layout, rulesOf(s, false)).map((d) => d.path));
   });
 
-  it('deletes exactly what planSweep says, never a protected entry; dry run reports the same and deletes nothing', { timeout: 120_000 }, async () => {
+  // Each run builds a layout on disk and runs the real script twice: PROPERTY_RUNS_SCALE scales it.
+  const RUNS = propertyRuns(60);
+  it('deletes exactly what planSweep says, never a protected entry; dry run reports the same and deletes nothing', { timeout: propertyTimeout(RUNS, 5_000) }, async () => {
     await fc.assert(
       fc.asyncProperty(scenarioArb, async (s) => {
         const { root, layout, paths } = await build(s);
@@ -545,7 +548,7 @@ describe('the real script against the model (injected clock, random layouts)', (
           await rm(join(root, '..'), { recursive: true, force: true });
         }
       }),
-      { numRuns: 60 },
+      { numRuns: RUNS },
     );
   });
 });
