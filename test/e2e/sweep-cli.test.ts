@@ -195,10 +195,12 @@ describe('pluginctl sweep', () => {
       expect(before).toHaveLength(2);
       const r = await pluginctl(['sweep', '--older-than', '0s', '--keep', '0', ...args, '--json'], env);
       expect(r.code).toBe(2);
-      expect(r.json).toMatchObject({ status: 'refused', error: { code: 'InvalidInput' } });
+      // The sweep report's shape, with nothing swept and the error.
+      expect(Object.keys(r.json!)).toEqual(['dryRun', 'olderThan', 'keepNewest', 'hosts', 'totals', 'error']);
+      expect(r.json).toMatchObject({ hosts: [], totals: { counts: ZERO, bytes: 0 }, error: { code: 'InvalidInput' } });
       const human = await pluginctl(['sweep', '--older-than', '0s', '--keep', '0', ...args], env);
       expect(human.code).toBe(2);
-      expect(human.stderr).toMatch(/pluginctl: |error: /);
+      expect(human.stderr).toMatch(/^pluginctl: .+\n {2}hint: .+\n$/);
       expect(previous(home, 'w1')).toEqual(before);
     });
   });
