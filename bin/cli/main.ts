@@ -18,7 +18,7 @@ import { EXIT, statusOfError } from './exit-codes.ts';
 import { packageVersion } from './package-version.ts';
 import { assertServeToken } from './serve-token.ts';
 import { sweepJson, sweepRefusalJson } from './sweep-json.ts';
-import { pluginNameHint } from '../../lambdas/core/sources/name-hint.ts';
+import { pluginNameForExecution } from '../../lambdas/core/sources/name-hint.ts';
 import { runOperation, type OperationReport } from './run-operation.ts';
 import { parseWorkspaceList, rolloutRefusalJson, runRollout } from './run-rollout.ts';
 import { checkRolloutRequest, newRolloutId } from '../../lambdas/core/rollout/rollout-request.ts';
@@ -145,7 +145,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       const sha256 = opts.sha256 ? assertSha256(opts.sha256.toLowerCase()) : null;
       const ws = await deps.workspaces.ensure(workspace, runtime);
       const stamp = newStamp(deps.clock());
-      const execution = executionName(workspace, pluginNameHint(source), stamp);
+      const execution = executionName(workspace, await pluginNameForExecution(source), stamp);
       if (!opts.json) io.out(`pluginctl install ${source} → workspace ${workspace} (${ws.runtime})\n`);
       const { exit } = await runOperation({
         workflow: 'install',
