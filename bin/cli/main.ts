@@ -279,8 +279,9 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
         io.out(JSON.stringify(sweepJson(summary, opts.olderThan, keepNewest)) + '\n');
       } else {
         io.out(sweepTable(summary, opts.olderThan, keepNewest, deps.workspaces.file));
-        for (const h of failed) io.err(`pluginctl: sweep of workspace ${h.workspace} failed: ${h.error!.code}: ${h.error!.message}\n${h.error!.hint ? `  hint: ${h.error!.hint}\n` : ''}`);
       }
+      // On stderr with --json too, as every failure is.
+      for (const h of failed) io.err(`pluginctl: sweep of workspace ${h.workspace} failed: ${h.error!.code}: ${h.error!.message}\n${h.error!.hint ? `  hint: ${h.error!.hint}\n` : ''}`);
       // 3: some workspace failed (the others were swept); the report names which.
       if (failed.length) exitCode = EXIT.rolledBack;
     });

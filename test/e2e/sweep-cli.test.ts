@@ -158,6 +158,8 @@ describe('pluginctl sweep', () => {
     try {
       const r = await pluginctl(['sweep', '--older-than', '0s', '--keep', '0', '--json'], { ...env, ...shims.env });
       expect(r.code).toBe(3);
+      // The failure is on stderr with --json too; stdout is the one object.
+      expect(r.stderr).toMatch(/^pluginctl: sweep of workspace w1 failed: HostIoError: /);
       const s = r.json as unknown as SweepJson;
       expect(s.hosts[0]).toMatchObject({ workspace: 'w1', counts: ZERO, bytes: 0, error: { code: 'HostIoError' } });
       expect(s.hosts[0]!.deleted).toBeUndefined();
