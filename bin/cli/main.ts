@@ -15,9 +15,12 @@ import { sweepWorkspaces, type WorkspaceSweepSummary } from '../../lambdas/core/
 import { listPlugins } from '../../lambdas/core/steps/list-plugins.ts';
 import type { InstallPlan } from '../../lambdas/core/steps/step-payloads.ts';
 import { EXIT, statusOfError } from './exit-codes.ts';
-import { pluginNameHint } from '../../lambdas/core/sources/name-hint.ts';
+import { packageVersion } from './package-version.ts';
+import { assertServeToken } from './serve-token.ts';
+import { sweepJson, sweepRefusalJson } from './sweep-json.ts';
+import { pluginNameForExecution } from '../../lambdas/core/sources/name-hint.ts';
 import { runOperation, type OperationReport } from './run-operation.ts';
-import { parseWorkspaceList, runRollout } from './run-rollout.ts';
+import { parseWorkspaceList, rolloutRefusalJson, runRollout } from './run-rollout.ts';
 import { checkRolloutRequest, newRolloutId } from '../../lambdas/core/rollout/rollout-request.ts';
 import { DEFAULT_CANARY, DEFAULT_MAX_CONCURRENCY, MAX_CANARY, MAX_CONCURRENCY } from '../../lambdas/core/rollout/rollout-limits.ts';
 
@@ -41,16 +44,29 @@ async function liveDescription(deps: LocalDeps, workspace: string, plugin: strin
   return { plugin, version: live?.version ?? null, sha256: live?.sha256 ?? null };
 }
 
-/** Reports a refusal that happens before any workflow starts (usage, names, workspace). */
-function refuse(io: Io, json: boolean, err: PluginError, fields: Partial<OperationReport> = {}): number {
+/**
+ * Reports a refusal that happens before any workflow starts (usage, names, workspace): the
+ * message and its hint on stderr, always; with --json also the contract's object on stdout.
+ */
+function refuse(io: Io, json: boolean, err: PluginError, argv: string[]): number {
   const mapped = statusOfError(err.code, false);
   if (json) {
-    const report = { status: mapped.status, workspace: null, plugin: null, version: null, sha256: null, stamp: null, execution: null, steps: [], ...fields, error: err.toJSON() };
+    // Each command's --json refusal has the shape of that command's report.
+    const command = commandOf(argv);
+    const report =
+      command === 'sweep'
+        ? sweepRefusalJson(argv, err)
+        : command === 'rollout'
+          ? rolloutRefusalJson(mapped.status, rolloutIdOf(argv), err)
+          : { status: mapped.status, workspace: null, plugin: null, version: null, sha256: null, stamp: null, execution: null, steps: [], error: err.toJSON() };
     io.out(JSON.stringify(report) + '\n');
-  } else {
-    io.err(`pluginctl: ${err.message}\n${err.hint ? `  hint: ${err.hint}\n` : ''}`);
   }
+  io.err(refusalText(err));
   return mapped.exit;
+}
+
+function refusalText(err: PluginError): string {
+  return `pluginctl: ${err.message}\n${err.hint ? `  hint: ${err.hint}\n` : ''}`;
 }
 
 function humanBytes(n: number): string {
@@ -86,14 +102,33 @@ function sweepTable(summary: WorkspaceSweepSummary, olderThan: string, keep: num
   return text;
 }
 
+/** The command argv runs (its first word after the program's own options), if any. */
+function commandOf(argv: string[]): string | undefined {
+  return argv.slice(2).find((a) => !a.startsWith('-'));
+}
+
+/** `--rollout-id` as given, for a refused rollout's report (null when absent). */
+function rolloutIdOf(argv: string[]): string | null {
+  const i = argv.lastIndexOf('--rollout-id');
+  const eq = argv.findLast((a) => a.startsWith('--rollout-id='));
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1]! : eq ? eq.slice('--rollout-id='.length) : null;
+}
+
+/** `pluginctl <command>` when argv names one of its commands, else `pluginctl`: where the help for a usage error is. */
+function usageOf(program: Command, argv: string[]): string {
+  const command = commandOf(argv);
+  return command !== undefined && program.commands.some((c) => c.name() === command) ? `pluginctl ${command}` : 'pluginctl';
+}
+
 export async function main(argv: string[], io: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t), tty: true }): Promise<number> {
   const json = argv.includes('--json');
   let exitCode: number = EXIT.ok;
   const program = new Command('pluginctl')
     .description('Atomic, reversible plugin installs into workspaces (embedded mode: no AWS account needed).\nState lives under $PLUGINCTL_HOME (default ./.pluginctl).')
+    .version(packageVersion(), '-V, --version', 'print the version and exit')
     .exitOverride()
-    .configureOutput({ writeOut: io.out, writeErr: io.err, outputError: (text) => (json ? undefined : io.err(text)) })
-    .showHelpAfterError(!json);
+    // A usage error is reported once, by `refuse` below (message and hint), not by commander too.
+    .configureOutput({ writeOut: io.out, writeErr: io.err, outputError: () => undefined });
 
   program
     .command('install')
@@ -110,7 +145,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       const sha256 = opts.sha256 ? assertSha256(opts.sha256.toLowerCase()) : null;
       const ws = await deps.workspaces.ensure(workspace, runtime);
       const stamp = newStamp(deps.clock());
-      const execution = executionName(workspace, pluginNameHint(source), stamp);
+      const execution = executionName(workspace, await pluginNameForExecution(source), stamp);
       if (!opts.json) io.out(`pluginctl install ${source} → workspace ${workspace} (${ws.runtime})\n`);
       const { exit } = await runOperation({
         workflow: 'install',
@@ -119,6 +154,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
         deps,
         json: Boolean(opts.json),
         write: io.out,
+        writeErr: io.err,
         retryDelayMs: retryDelayFromEnv(),
         describe: async (outputs) => {
           const plan = (outputs.Prepare as { plan?: InstallPlan } | undefined)?.plan;
@@ -155,6 +191,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
           deps,
           json: Boolean(opts.json),
           write: io.out,
+          writeErr: io.err,
           retryDelayMs: retryDelayFromEnv(),
           describe: () => liveDescription(deps, workspace, plugin),
           successLine: (r, ms) => `${verb} ${plugin} on ${workspace} in ${ms} ms${r.version ? `: live is now ${r.version} (sha256 ${r.sha256?.slice(0, 12)}…)` : ''}`,
@@ -239,11 +276,12 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       const summary = await sweepWorkspaces(deps, rules);
       const failed = summary.hosts.filter((h) => h.error);
       if (opts.json) {
-        io.out(JSON.stringify({ dryRun: summary.dryRun, olderThan: opts.olderThan, keepNewest, hosts: summary.hosts, totals: summary.totals }) + '\n');
+        io.out(JSON.stringify(sweepJson(summary, opts.olderThan, keepNewest)) + '\n');
       } else {
         io.out(sweepTable(summary, opts.olderThan, keepNewest, deps.workspaces.file));
-        for (const h of failed) io.err(`pluginctl: sweep of workspace ${h.workspace} failed: ${h.error!.code}: ${h.error!.message}\n${h.error!.hint ? `  hint: ${h.error!.hint}\n` : ''}`);
       }
+      // On stderr with --json too, as every failure is.
+      for (const h of failed) io.err(`pluginctl: sweep of workspace ${h.workspace} failed: ${h.error!.code}: ${h.error!.message}\n${h.error!.hint ? `  hint: ${h.error!.hint}\n` : ''}`);
       // 3: some workspace failed (the others were swept); the report names which.
       if (failed.length) exitCode = EXIT.rolledBack;
     });
@@ -253,8 +291,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     .description('serve the HTTP API on localhost (same routes as API Gateway); needs PLUGINCTL_TOKEN')
     .option('--port <n>', 'port to listen on (0 picks a free one)', '8787')
     .action(async (opts: { port: string }) => {
-      const token = process.env.PLUGINCTL_TOKEN;
-      if (!token) throw new PluginError('InvalidInput', 'PLUGINCTL_TOKEN is not set: pluginctl serve refuses to start without a bearer token', 'export PLUGINCTL_TOKEN=$(openssl rand -hex 24), and send Authorization: Bearer $PLUGINCTL_TOKEN');
+      const token = assertServeToken(process.env.PLUGINCTL_TOKEN);
       const port = Number(opts.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new PluginError('InvalidInput', `invalid port ${JSON.stringify(opts.port)}`, 'use 0-65535');
       const { startServer } = await import('./serve.ts');
@@ -283,9 +320,9 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
-      return refuse(io, json, new PluginError('InvalidInput', err.message.replace(/^error: /, ''), 'see pluginctl --help'));
+      return refuse(io, json, new PluginError('InvalidInput', err.message.replace(/^error: /, ''), `see ${usageOf(program, argv)} --help`), argv);
     }
-    if (err instanceof PluginError) return refuse(io, json, err);
+    if (err instanceof PluginError) return refuse(io, json, err, argv);
     throw err;
   }
 }

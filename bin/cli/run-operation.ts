@@ -26,7 +26,10 @@ export interface OperationRequest {
   executionName: string;
   deps: LocalDeps;
   json: boolean;
+  /** stdout: the step lines, the success line, the `--json` object. */
   write: (text: string) => void;
+  /** stderr: why the operation did not succeed, always (with `--json` too), so a script's log shows it. */
+  writeErr: (text: string) => void;
   /** Fills plugin/version/sha256 after the run (e.g. from the live marker). */
   describe: (outputs: Record<string, unknown>, succeeded: boolean) => Promise<Pick<OperationReport, 'plugin' | 'version' | 'sha256'>>;
   successLine: (report: OperationReport, ms: number) => string;
@@ -78,11 +81,9 @@ export async function runOperation(req: OperationRequest): Promise<{ report: Ope
     exit = mapped.exit;
   }
   const ms = Date.now() - started;
-  if (req.json) {
-    req.write(JSON.stringify(report) + '\n');
-  } else if (succeeded) {
-    req.write(req.successLine(report, ms) + '\n');
-  } else {
+  if (req.json) req.write(JSON.stringify(report) + '\n');
+  else if (succeeded) req.write(req.successLine(report, ms) + '\n');
+  if (!succeeded) {
     const what = {
       refused: 'refused',
       busy: 'busy',
@@ -92,8 +93,8 @@ export async function runOperation(req: OperationRequest): Promise<{ report: Ope
       succeeded: '',
     }[report.status];
     // A multi-line message (a failed health check quotes its output) is indented under its first line.
-    req.write(`${what}: ${report.error!.code}: ${report.error!.message.replace(/\n/g, '\n    ')}\n`);
-    if (report.error!.hint) req.write(`  hint: ${report.error!.hint}\n`);
+    req.writeErr(`pluginctl: ${what}: ${report.error!.code}: ${report.error!.message.replace(/\n/g, '\n    ')}\n`);
+    if (report.error!.hint) req.writeErr(`  hint: ${report.error!.hint}\n`);
   }
   return { report, exit };
 }

@@ -95,11 +95,9 @@ export async function runRollout(run: RolloutRun): Promise<number> {
     // PlanRollout refused it: nothing started.
     const error = errorFromFailure(outcome.error, outcome.cause);
     const mapped = statusOfError(error.code, false);
-    if (run.json) {
-      run.out(JSON.stringify({ status: mapped.status, rollout: request.rolloutId, plugin: null, version: null, sha256: null, counts: null, workspaces: [], error: error.toJSON() }) + '\n');
-    } else {
-      run.err(`pluginctl: ${error.message}\n${error.hint ? `  hint: ${error.hint}\n` : ''}`);
-    }
+    if (run.json) run.out(JSON.stringify(rolloutRefusalJson(mapped.status, request.rolloutId, error)) + '\n');
+    // The refusal is on stderr with --json too: stdout is the contract's object, stderr says why.
+    run.err(`pluginctl: ${error.message}\n${error.hint ? `  hint: ${error.hint}\n` : ''}`);
     return mapped.exit === EXIT.busy ? EXIT.busy : mapped.exit === EXIT.refused ? EXIT.refused : EXIT.rolledBack;
   }
 
@@ -119,6 +117,11 @@ export async function runRollout(run: RolloutRun): Promise<number> {
     return EXIT.rolledBack;
   }
   return report.status === 'succeeded' ? EXIT.ok : EXIT.rolledBack;
+}
+
+/** A refused rollout in the `--json` report's shape: nothing planned, so no counts and no workspaces. */
+export function rolloutRefusalJson(status: string, rolloutId: string | null, error: PluginError): Record<string, unknown> {
+  return { status, rollout: rolloutId, plugin: null, version: null, sha256: null, counts: null, workspaces: [], error: error.toJSON() };
 }
 
 /** `--workspaces a,b,c`: the ids, in order, without blanks. */

@@ -16,6 +16,8 @@ import { openApiDocument } from '../../lambdas/core/api/openapi.ts';
 import { handleApiRequest } from '../../lambdas/core/api/plugin-api.ts';
 import { DirectoryArtifactStore } from '../../lambdas/core/artifacts/directory-artifact-store.ts';
 import { LocalWorkflowEngine } from '../../lambdas/core/workflow/local-workflow-engine.ts';
+import { PluginError } from '../../lambdas/core/errors.ts';
+import { assertServeToken } from './serve-token.ts';
 
 export interface ServeOptions extends Omit<LocalDepsOptions, 'host'> {
   token: string;
@@ -66,14 +68,22 @@ async function readBody(req: IncomingMessage, limit: number): Promise<{ text: st
   return size > limit ? { text: '', tooLarge: true } : { text: Buffer.concat(chunks).toString('utf8'), tooLarge: false };
 }
 
+/** Why the server could not listen, as a refusal a person can act on (exit 2, one line and a hint). */
+function listenError(err: NodeJS.ErrnoException, hostname: string, port: number): Error {
+  if (err.code === 'EADDRINUSE') return new PluginError('InvalidInput', `port ${port} on ${hostname} is already in use`, 'stop what listens there, or pick another port: pluginctl serve --port <n> (0 picks a free one)');
+  if (err.code === 'EACCES') return new PluginError('InvalidInput', `not allowed to listen on port ${port} on ${hostname}`, 'pick a port above 1023: pluginctl serve --port <n>');
+  if (err.code === 'EADDRNOTAVAIL') return new PluginError('InvalidInput', `address ${hostname} is not available on this machine`, 'serve on 127.0.0.1');
+  return err;
+}
+
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
-  if (!options.token) throw new Error('a bearer token is required (set PLUGINCTL_TOKEN)');
+  assertServeToken(options.token);
   const hostname = options.hostname ?? '127.0.0.1';
   const secret = randomBytes(32);
   const base = localDeps(options);
   const server = createServer();
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, hostname, options.port)));
     server.listen(options.port, hostname, () => resolve());
   });
   const { port } = server.address() as AddressInfo;

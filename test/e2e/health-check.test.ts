@@ -62,8 +62,8 @@ describe('pluginctl install with a health check', () => {
     expect(bad.stdout).toMatch(/✗ VerifyLive\s+\d+ ms\s+HealthCheckFailed/);
     expect(bad.stdout).toContain('✓ RollBack');
     // The message quotes the check's output, indented under the first line, and the hint says where the new version is kept.
-    expect(bad.stdout).toContain('failed and rolled back (live is as it was): HealthCheckFailed: health check of checked 2.0.0 failed: exit status 1; last lines of its output:\n    starting the skill server\n    connection refused on 127.0.0.1:7777\n');
-    expect(bad.stdout).toMatch(/hint: .*\.failed\/checked\.\d{8}T\d{6}Z-[a-z0-9]{4}/);
+    expect(bad.stderr).toContain('pluginctl: failed and rolled back (live is as it was): HealthCheckFailed: health check of checked 2.0.0 failed: exit status 1; last lines of its output:\n    starting the skill server\n    connection refused on 127.0.0.1:7777\n');
+    expect(bad.stderr).toMatch(/hint: .*\.failed\/checked\.\d{8}T\d{6}Z-[a-z0-9]{4}/);
 
     // Live is v1, complete; v2 is kept under .failed/ as evidence.
     const root = pluginsRoot(home, 'w');

@@ -122,8 +122,8 @@ describe('exit codes', () => {
     try {
       const r = await pluginctl(['install', 'local://hello-skills@1.1.0', '--workspace', 'w'], { PLUGINCTL_HOME: home, ...shims.env });
       expect(r.code).toBe(5);
-      expect(r.stdout).toMatch(/operator needed: RollbackFailed/);
-      expect(r.stdout).toMatch(/hint: .*\.previous\/hello-skills\./);
+      expect(r.stderr).toMatch(/operator needed: RollbackFailed/);
+      expect(r.stderr).toMatch(/hint: .*\.previous\/hello-skills\./);
     } finally {
       shims.cleanup();
     }

@@ -15,7 +15,7 @@ import { openApiDocument } from '../../lambdas/core/api/openapi.ts';
 import { startServer, type RunningServer } from '../../bin/cli/serve.ts';
 import { gateHostOp } from '../helpers/host-gate.ts';
 
-const TOKEN = 'test-token-0123456789';
+const TOKEN = 'test-token-0123456789abcdef0123456789';
 let home: string;
 let server: RunningServer;
 const FLEET = ['f1', 'f2', 'f3', 'f4', 'f5'];

@@ -158,6 +158,8 @@ describe('pluginctl sweep', () => {
     try {
       const r = await pluginctl(['sweep', '--older-than', '0s', '--keep', '0', '--json'], { ...env, ...shims.env });
       expect(r.code).toBe(3);
+      // The failure is on stderr with --json too; stdout is the one object.
+      expect(r.stderr).toMatch(/^pluginctl: sweep of workspace w1 failed: HostIoError: /);
       const s = r.json as unknown as SweepJson;
       expect(s.hosts[0]).toMatchObject({ workspace: 'w1', counts: ZERO, bytes: 0, error: { code: 'HostIoError' } });
       expect(s.hosts[0]!.deleted).toBeUndefined();
@@ -195,10 +197,12 @@ describe('pluginctl sweep', () => {
       expect(before).toHaveLength(2);
       const r = await pluginctl(['sweep', '--older-than', '0s', '--keep', '0', ...args, '--json'], env);
       expect(r.code).toBe(2);
-      expect(r.json).toMatchObject({ status: 'refused', error: { code: 'InvalidInput' } });
+      // The sweep report's shape, with nothing swept and the error.
+      expect(Object.keys(r.json!)).toEqual(['dryRun', 'olderThan', 'keepNewest', 'hosts', 'totals', 'error']);
+      expect(r.json).toMatchObject({ hosts: [], totals: { counts: ZERO, bytes: 0 }, error: { code: 'InvalidInput' } });
       const human = await pluginctl(['sweep', '--older-than', '0s', '--keep', '0', ...args], env);
       expect(human.code).toBe(2);
-      expect(human.stderr).toMatch(/pluginctl: |error: /);
+      expect(human.stderr).toMatch(/^pluginctl: .+\n {2}hint: .+\n$/);
       expect(previous(home, 'w1')).toEqual(before);
     });
   });

@@ -429,7 +429,7 @@ describe('stage', () => {
     expect(entries('.staging')).toEqual([`${NAME}.${s}`]);
   });
 
-  it('defence in depth: a link in the tarball is refused, setuid bits are cleared', async () => {
+  it('defence in depth: a link in the tarball is refused, setuid/setgid/sticky bits are cleared, other permission bits kept', async () => {
     const s = newStamp();
     await steps.lock(ref(s), 'exec-1', process.pid, 600);
     const linked = await packTarGz([
@@ -444,9 +444,15 @@ describe('stage', () => {
     const setuid = await packTarGz([
       { name: 'plugin.yaml', body: 'name: demo\nversion: 1.0.0\n' },
       { name: 'run', mode: 0o6755, body: '#!/bin/sh\n' },
+      { name: 'secret', mode: 0o600, body: 'token\n' },
+      { name: 'shared', type: 'directory', mode: 0o1777 },
+      { name: 'private', type: 'directory', mode: 0o700 },
+      { name: 'private/key', mode: 0o640, body: 'key\n' },
     ]);
     expect((await stage(ref(s), { buf: setuid, sha: sha256(setuid) })).result).toBe('staged');
-    expect(statSync(join(root, '.staging', `${NAME}.${s}`, 'run')).mode & 0o7000).toBe(0);
+    const staged = join(root, '.staging', `${NAME}.${s}`);
+    const mode = (rel: string) => (statSync(join(staged, rel)).mode & 0o7777).toString(8);
+    expect({ run: mode('run'), secret: mode('secret'), shared: mode('shared'), private: mode('private'), key: mode('private/key') }).toEqual({ run: '755', secret: '600', shared: '755', private: '700', key: '640' });
   });
 
   it('a retry that waited for an earlier attempt still running on the host, which then succeeds: already-staged, the staging intact', async () => {

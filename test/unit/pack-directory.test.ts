@@ -44,6 +44,11 @@ const FILES: Record<string, string> = {
   'README.md': 'readme\n',
 };
 
+/** Gives every directory of FILES' tree (and `empty`) the same mode, whatever the umask. */
+async function dirModes(dir: string, mode: number): Promise<void> {
+  for (const d of ['bin', 'empty', 'skills', 'skills/a', 'skills/b']) await chmod(join(dir, d), mode);
+}
+
 /** Writes FILES under `dir` with the given modes and mtime. */
 async function writeTree(dir: string, modes: { file: number; exec: number }, mtime: Date): Promise<void> {
   // Creation order differs from sorted order on purpose.
@@ -84,12 +89,13 @@ async function listTarball(buf: Buffer): Promise<Listed[]> {
 }
 
 describe('packDirectory', () => {
-  it('is deterministic: same tree twice, and a copy with other mtimes and non-exec mode bits', async () => {
+  it('is deterministic: same tree twice, and a copy with other mtimes', async () => {
     const a = join(tmp, 'a');
     const b = join(tmp, 'b');
     await writeTree(a, { file: 0o644, exec: 0o755 }, new Date('2020-01-01T00:00:00Z'));
-    await writeTree(b, { file: 0o600, exec: 0o700 }, new Date('2025-06-15T12:34:56Z'));
-    await chmod(join(b, 'skills'), 0o700);
+    await writeTree(b, { file: 0o644, exec: 0o755 }, new Date('2025-06-15T12:34:56Z'));
+    await dirModes(a, 0o755);
+    await dirModes(b, 0o755);
     const first = await collect(packDirectory(a));
     const second = await collect(packDirectory(a));
     const copy = await collect(packDirectory(b));
@@ -98,30 +104,41 @@ describe('packDirectory', () => {
     expect(copy.equals(first)).toBe(true);
   });
 
-  it('changes when content or the exec bit changes', async () => {
+  it('changes when content or a permission bit changes', async () => {
     const a = join(tmp, 'a');
     await writeTree(a, { file: 0o644, exec: 0o755 }, new Date(0));
     const base = sha256(await collect(packDirectory(a)));
     await chmod(join(a, 'README.md'), 0o744);
     const exec = sha256(await collect(packDirectory(a)));
     expect(exec).not.toBe(base);
+    await chmod(join(a, 'README.md'), 0o600);
+    expect(sha256(await collect(packDirectory(a)))).not.toBe(base);
     await chmod(join(a, 'README.md'), 0o644);
+    expect(sha256(await collect(packDirectory(a)))).toBe(base);
     await writeFile(join(a, 'README.md'), 'readme!\n');
     expect(sha256(await collect(packDirectory(a)))).not.toBe(base);
   });
 
-  it('writes sorted entries with normalised owner, mtime and modes', async () => {
+  it('writes sorted entries with owner 0 and mtime 0, keeping each permission bit and clearing setuid/setgid/sticky', async () => {
     const a = join(tmp, 'a');
     await writeTree(a, { file: 0o640, exec: 0o750 }, new Date('2024-01-01T00:00:00Z'));
+    await dirModes(a, 0o750);
+    await chmod(join(a, 'plugin.yaml'), 0o600);
+    await chmod(join(a, 'skills/a/SKILL.md'), 0o4755);
+    await chmod(join(a, 'skills/b/SKILL.md'), 0o2604);
+    await chmod(join(a, 'empty'), 0o1777);
     const entries = await listTarball(await collect(packDirectory(a)));
     expect(entries.map((e) => e.name)).toEqual([
       'README.md', 'bin', 'bin/run.sh', 'empty', 'plugin.yaml', 'skills', 'skills/a', 'skills/a/SKILL.md', 'skills/b', 'skills/b/SKILL.md',
     ]);
+    const modes: Record<string, number> = { 'README.md': 0o640, bin: 0o750, 'bin/run.sh': 0o750, empty: 0o777, 'plugin.yaml': 0o600, skills: 0o750, 'skills/a': 0o750, 'skills/a/SKILL.md': 0o755, 'skills/b': 0o750, 'skills/b/SKILL.md': 0o604 };
     for (const e of entries) {
       expect(e).toMatchObject({ mtime: 0, uid: 0, gid: 0 });
-      expect(e.mode, e.name).toBe(e.type === 'directory' || e.name.endsWith('.sh') ? 0o755 : 0o644);
+      expect(e.mode.toString(8), e.name).toBe(modes[e.name]!.toString(8));
       if (e.type === 'file') expect(e.body).toBe(FILES[e.name]);
     }
+    // The validator takes what the packer makes.
+    await expect(inspectTarball(packDirectory(a))).resolves.toBeDefined();
   });
 
   it('produces a tarball inspectTarball accepts, with the right files and manifest', async () => {

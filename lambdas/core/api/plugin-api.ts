@@ -9,7 +9,7 @@ import { artifactKey } from '../artifacts/artifact-store.ts';
 import { PluginError } from '../errors.ts';
 import { executionName } from '../execution-name.ts';
 import { EXTERNAL_HINT } from '../runtimes.ts';
-import { pluginNameHint } from '../sources/name-hint.ts';
+import { pluginNameForExecution } from '../sources/name-hint.ts';
 import { assertSourcePinned } from '../sources/resolve-source.ts';
 import { newStamp } from '../stamp.ts';
 import { listPlugins } from '../steps/list-plugins.ts';
@@ -86,7 +86,7 @@ async function install(deps: ApiDeps, req: ApiRequest, id: string): Promise<ApiR
     throw new PluginError('InvalidInput', `workspace ${id} runs ${workspace.runtime}, not ${body.runtime}`, 'drop runtime or pick the right workspace');
   }
   assertSourcePinned(body.source, body.sha256);
-  const hint = pluginNameHint(body.source);
+  const hint = await pluginNameForExecution(body.source);
   const { name, stamp } = nameFor(id, hint, req.headers['idempotency-key'], deps.steps.clock);
   // A retried request (same Idempotency-Key) gets its first execution back, whatever happened since.
   const replay = await replayOf(deps, 'install', name, req);

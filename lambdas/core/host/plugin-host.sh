@@ -737,7 +737,7 @@ STATUSES
     stage_failed "$EX_EXTRACT" ExtractFailed "tarball contains a link or special file: ${odd#"$PARTIAL"/}"
   fi
   # The top directory was made 0700 while root worked in it; live is readable like any plugin.
-  if ! chmod -R ug-s,go-w -- "$PARTIAL" 2>/dev/null || ! chmod 0755 -- "$PARTIAL" 2>/dev/null; then
+  if ! chmod -R ug-s,a-t,go-w -- "$PARTIAL" 2>/dev/null || ! chmod 0755 -- "$PARTIAL" 2>/dev/null; then
     stage_io_fail "$ROOT/.staging" "cannot clear setuid bits"
   fi
   if [ "$owner_spec" != - ]; then

@@ -1,8 +1,9 @@
 /**
  * Packs a plugin directory into a `.tar.gz` stream, deterministically: entries sorted, owner 0,
- * mtime 0, modes normalised (0755 for directories and executables, 0644 otherwise), gzip header
- * without a timestamp. The same tree always gives the same sha256, so `--sha256` can pin a
- * directory source and re-installs are recognisably identical.
+ * mtime 0, gzip header without a timestamp. Each file and directory keeps its permission bits
+ * (owner/group/other rwx: a 0600 secret stays 0600), while setuid, setgid and sticky are cleared
+ * (the validator refuses them). The same tree (content and modes) always gives the same sha256,
+ * so `--sha256` can pin a directory source and re-installs are recognisably identical.
  */
 import { createReadStream } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
@@ -14,6 +15,8 @@ import { pack } from 'tar-stream';
 import { PluginError } from '../errors.ts';
 
 const EPOCH = new Date(0);
+/** The bits a packed entry keeps: rwx for owner, group and other; never setuid/setgid/sticky. */
+const PERMISSION_BITS = 0o777;
 
 async function* walk(root: string, dir: string): AsyncGenerator<{ rel: string; path: string; kind: 'dir' | 'file'; size: number; mode: number }> {
   const names = (await readdir(dir)).sort();
@@ -22,10 +25,10 @@ async function* walk(root: string, dir: string): AsyncGenerator<{ rel: string; p
     const rel = relative(root, path).split(sep).join('/');
     const st = await lstat(path);
     if (st.isDirectory()) {
-      yield { rel, path, kind: 'dir', size: 0, mode: 0o755 };
+      yield { rel, path, kind: 'dir', size: 0, mode: st.mode & PERMISSION_BITS };
       yield* walk(root, path);
     } else if (st.isFile()) {
-      yield { rel, path, kind: 'file', size: st.size, mode: st.mode & 0o111 ? 0o755 : 0o644 };
+      yield { rel, path, kind: 'file', size: st.size, mode: st.mode & PERMISSION_BITS };
     } else {
       throw new PluginError('HostileTarball', `${JSON.stringify(rel)} is not a regular file or directory`, 'plugins ship plain files and directories only: replace links and special files with copies');
     }
