@@ -21,6 +21,8 @@ import { sweepJson, sweepRefusalJson } from './sweep-json.ts';
 import { pluginNameForExecution } from '../../lambdas/core/sources/name-hint.ts';
 import { runOperation, type OperationReport } from './run-operation.ts';
 import { parseWorkspaceList, rolloutRefusalJson, runRollout } from './run-rollout.ts';
+import { addWorkspaceCommands } from './workspace-commands.ts';
+import { forgetRefusedWorkspace, workspaceForInstall } from './install-workspace.ts';
 import { checkRolloutRequest, newRolloutId } from '../../lambdas/core/rollout/rollout-request.ts';
 import { DEFAULT_CANARY, DEFAULT_MAX_CONCURRENCY, MAX_CANARY, MAX_CONCURRENCY } from '../../lambdas/core/rollout/rollout-limits.ts';
 
@@ -134,7 +136,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     .command('install')
     .description('install a plugin: a directory, a .tar.gz, or local://name[@version] from the catalog')
     .argument('<source>', 'plugin directory, .tar.gz file, or local://name[@version]')
-    .requiredOption('--workspace <id>', 'workspace to install into (created on first use)')
+    .requiredOption('--workspace <id>', 'workspace to install into (registered on first use, see pluginctl workspace add)')
     .addOption(new Option('--runtime <rt>', 'workspace runtime, used when the workspace is created').choices([...RUNTIMES]))
     .option('--sha256 <hex>', 'refuse the source unless its tarball has this SHA-256')
     .option('--json', 'print one JSON object instead of progress lines')
@@ -143,7 +145,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       const workspace = assertWorkspaceId(opts.workspace);
       const runtime: Runtime | undefined = opts.runtime ? assertRuntime(opts.runtime) : undefined;
       const sha256 = opts.sha256 ? assertSha256(opts.sha256.toLowerCase()) : null;
-      const ws = await deps.workspaces.ensure(workspace, runtime);
+      const { ws, created } = await workspaceForInstall(deps, workspace, runtime);
       const stamp = newStamp(deps.clock());
       const execution = executionName(workspace, await pluginNameForExecution(source), stamp);
       if (!opts.json) io.out(`pluginctl install ${source} → workspace ${workspace} (${ws.runtime})\n`);
@@ -163,6 +165,8 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
         successLine: (r, ms) =>
           `installed ${r.plugin} ${r.version} on ${workspace} in ${ms} ms (sha256 ${r.sha256?.slice(0, 12)}…)\n  live: ${deps.hosts(ws).root}/${r.plugin}`,
       });
+      // A refused install leaves no workspace behind: one this install registered is unregistered.
+      if (created && exit === EXIT.refused) await forgetRefusedWorkspace(deps, ws);
       exitCode = exit;
     });
 
@@ -233,6 +237,8 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       });
       exitCode = await runRollout({ deps, request, json: Boolean(opts.json), out: io.out, err: io.err, tty: Boolean(process.stdout.isTTY) && !opts.json && io.tty !== false, retryDelayMs: retryDelayFromEnv() });
     });
+
+  addWorkspaceCommands(program, io, (code) => (exitCode = code));
 
   program
     .command('list')

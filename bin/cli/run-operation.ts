@@ -16,7 +16,8 @@ export interface OperationReport {
   sha256: string | null;
   stamp: string;
   execution: string;
-  steps: { name: string; status: string; ms: number }[];
+  /** attempts: 1 + retries (a step retried and then succeeding is `succeeded`). */
+  steps: { name: string; status: string; ms: number; attempts: number }[];
   error?: { code: string; message: string; hint: string };
 }
 
@@ -38,11 +39,12 @@ export interface OperationRequest {
 
 const NAME_WIDTH = 30;
 
+/** `✓` succeeded at once, `↻` succeeded after retries, `✗` failed (caught or not). */
 function stepLine(r: StepRecord): string {
-  const mark = r.status === 'succeeded' ? '✓' : '✗';
-  const retries = r.attempts > 1 ? ` (${r.attempts} attempts)` : '';
+  const mark = r.status === 'failed' ? '✗' : r.attempts > 1 ? '↻' : '✓';
+  const label = r.attempts > 1 ? `${r.name} (${r.attempts} attempts)` : r.name;
   const error = r.status === 'failed' && r.error ? `  ${r.error}` : '';
-  return `  ${mark} ${r.name.padEnd(NAME_WIDTH)} ${String(r.ms).padStart(6)} ms${retries}${error}\n`;
+  return `  ${mark} ${label.padEnd(NAME_WIDTH)} ${String(r.ms).padStart(6)} ms${error}\n`;
 }
 
 /** Whether a RollBack state ran and reported that it had to put live back. */
@@ -70,7 +72,7 @@ export async function runOperation(req: OperationRequest): Promise<{ report: Ope
     ...described,
     stamp: String(req.input.stamp),
     execution: outcome.executionName,
-    steps: outcome.steps.map((s) => ({ name: s.name, status: s.status, ms: s.ms })),
+    steps: outcome.steps.map((s) => ({ name: s.name, status: s.status, ms: s.ms, attempts: s.attempts })),
   };
   let exit: number = EXIT.ok;
   if (!succeeded) {

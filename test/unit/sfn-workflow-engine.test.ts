@@ -15,6 +15,7 @@ import {
   type HistoryEvent,
 } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PluginError } from '../../lambdas/core/errors.ts';
 import { SfnWorkflowEngine, summarizeHistory } from '../../lambdas/core/workflow/sfn-workflow-engine.ts';
@@ -175,5 +176,46 @@ describe('the fleet rollout (POST /rollouts, GET /rollouts/{id})', () => {
     expect(err).toBeInstanceOf(PluginError);
     expect((err as PluginError).message).toContain('ROLLOUT_STATE_MACHINE_ARN');
     expect(sfn.calls()).toHaveLength(0);
+  });
+});
+
+/** A GetExecutionHistory answer stored under test/fixtures/sfn/history/, its timestamps as the SDK gives them (Dates). */
+function historyFixture(name: string): HistoryEvent[] {
+  const raw = JSON.parse(readFileSync(new URL(`../fixtures/sfn/history/${name}.json`, import.meta.url), 'utf8')) as { events: (Omit<HistoryEvent, 'timestamp'> & { timestamp: string })[] };
+  return raw.events.map((e) => ({ ...e, timestamp: new Date(e.timestamp) }) as HistoryEvent);
+}
+
+describe('summarizeHistory on Step Functions history shapes (GET /executions/{id})', () => {
+  it('a Lambda Task failure caught by Catch is failed with its error, though TaskStateExited follows it; a failed RollBack is failed', () => {
+    expect(summarizeHistory(historyFixture('lambda-failure-caught'))).toEqual([
+      { name: 'Prepare', status: 'succeeded', ms: 101, attempts: 1 },
+      { name: 'SwapIntoPlace', status: 'failed', ms: 199, attempts: 1, error: 'HostIoError' },
+      { name: 'RollBack', status: 'failed', ms: 199, attempts: 1, error: 'RollbackFailed' },
+      { name: 'NotifyRollbackFailed', status: 'succeeded', ms: 40, attempts: 1 },
+      { name: 'RollbackFailed', status: 'failed', ms: 1, attempts: 1, error: 'RollbackFailed' },
+    ]);
+  });
+
+  it('a Task retried and then succeeding is succeeded with its attempts (legacy Lambda integration events)', () => {
+    expect(summarizeHistory(historyFixture('lambda-retried-then-succeeded'))).toEqual([
+      { name: 'AcquireLock', status: 'succeeded', ms: 5201, attempts: 3 },
+      { name: 'Installed', status: 'succeeded', ms: 0, attempts: 1 },
+    ]);
+  });
+
+  it('a Task that times out is failed with States.Timeout', () => {
+    expect(summarizeHistory(historyFixture('task-timed-out'))).toEqual([{ name: 'VerifyLive', status: 'failed', ms: 390000, attempts: 1, error: 'States.Timeout' }]);
+  });
+
+  it('child executions (startExecution.sync:2) in a Map: interleaved iterations are told apart, a throttled start retried counts 2 attempts, a failed child caught is failed', () => {
+    const steps = summarizeHistory(historyFixture('map-child-executions'));
+    expect(steps).toEqual([
+      { name: 'RunWave', status: 'succeeded', ms: 8102, attempts: 1 },
+      { name: 'InstallTarget', status: 'succeeded', ms: 5998, attempts: 1 },
+      { name: 'InstallTarget', status: 'failed', ms: 7997, attempts: 2, error: 'States.TaskFailed' },
+      { name: 'TargetSucceeded', status: 'succeeded', ms: 1, attempts: 1 },
+      { name: 'SummarizeFailure', status: 'succeeded', ms: 100, attempts: 1 },
+      { name: 'Continued', status: 'succeeded', ms: 0, attempts: 1 },
+    ]);
   });
 });

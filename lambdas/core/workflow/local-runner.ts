@@ -29,9 +29,9 @@ export interface StepRecord {
   type: string;
   status: StepStatus;
   ms: number;
-  /** 1 + retries. */
+  /** 1 + retries: a state retried and then succeeding is `succeeded` with attempts > 1. */
   attempts: number;
-  /** Error code when the state failed. */
+  /** Error code of the last attempt when the state failed (caught or not). */
   error?: string;
   /** Map iteration the state ran in (states inside a Map run once per item). */
   index?: number;
@@ -221,7 +221,11 @@ export async function runWorkflow(options: RunOptions): Promise<RunOutcome> {
 
   const steps: StepRecord[] = [];
   // Keyed by Map iteration and state name: a Map runs the same states for several items at once.
-  const open = new Map<string, { name: string; index?: number; type: string; started: number; attempts: number; error?: string }>();
+  // `failedAt`/`error` hold the latest attempt's failure until the runner says what came of it:
+  // StateRetried (another attempt), StateCaught (the state failed, the workflow goes on) or
+  // ExecutionFailed / MapIterationFailed (nothing caught it). aws-local-stepfunctions emits
+  // StateFailed for every failed attempt, retried ones included.
+  const open = new Map<string, { name: string; index?: number; type: string; started: number; attempts: number; error?: string; failedAt?: number }>();
   let transitions = 0;
   const outputs: Record<string, unknown> = {};
   let finished: Pick<RunOutcome, 'status' | 'output' | 'error' | 'cause'> | undefined;
@@ -230,11 +234,19 @@ export async function runWorkflow(options: RunOptions): Promise<RunOutcome> {
     const s = open.get(key);
     if (!s) return;
     open.delete(key);
-    const record: StepRecord = { name: s.name, type: s.type, status, ms: Math.max(0, at - s.started), attempts: s.attempts };
-    if (s.error) record.error = s.error;
+    const end = status === 'failed' ? (s.failedAt ?? at) : at;
+    const record: StepRecord = { name: s.name, type: s.type, status, ms: Math.max(0, end - s.started), attempts: s.attempts };
+    if (status === 'failed' && s.error) record.error = s.error;
     if (s.index !== undefined) record.index = s.index;
     steps.push(record);
     options.onStepEnd?.(record);
+  };
+  const failAll = (keys: string[], error: string | undefined, at: number) => {
+    for (const key of keys) {
+      const s = open.get(key)!;
+      s.error ??= error;
+      close(key, 'failed', at);
+    }
   };
 
   for await (const event of execution.eventLogs) {
@@ -246,37 +258,47 @@ export async function runWorkflow(options: RunOptions): Promise<RunOutcome> {
         options.onStepStart?.(event.state.name);
         break;
       }
-      case 'StateRetried': {
-        const s = open.get(keyOf(event));
-        if (s) s.attempts++;
-        break;
-      }
       case 'StateFailed': {
         const s = open.get(keyOf(event));
-        if (s) s.error = event.Error;
-        close(keyOf(event), 'failed', event.timestamp);
+        if (s) Object.assign(s, { error: event.Error, failedAt: event.timestamp });
         break;
       }
+      case 'StateRetried': {
+        const s = open.get(keyOf(event));
+        if (s) {
+          s.attempts++;
+          delete s.error;
+          delete s.failedAt;
+        }
+        break;
+      }
+      case 'StateCaught':
+        close(keyOf(event), 'failed', event.timestamp);
+        break;
       case 'StateExited':
         outputs[event.state.name] = event.state.output;
         close(keyOf(event), 'succeeded', event.timestamp);
         break;
+      case 'MapIterationFailed': {
+        // An uncaught failure ends its iteration without a StateExited.
+        const prefix = `${event.index}:`;
+        failAll([...open.keys()].filter((k) => k.startsWith(prefix)), event.Error, event.timestamp);
+        break;
+      }
       case 'ExecutionSucceeded':
         finished = { status: 'SUCCEEDED', output: event.output };
         break;
       case 'ExecutionFailed':
         // Fail states and uncaught failures end here without a StateExited.
-        for (const key of [...open.keys()]) {
-          const s = open.get(key)!;
-          s.error ??= event.Error;
-          close(key, 'failed', event.timestamp);
-        }
+        failAll([...open.keys()], event.Error, event.timestamp);
         finished = { status: 'FAILED', error: event.Error, cause: typeof event.Cause === 'string' ? event.Cause : JSON.stringify(event.Cause) };
         break;
       default:
         break;
     }
   }
+  // Map iterations stopped because a sibling failed (the Map caught it) end without an event of their own.
+  failAll([...open.keys()], 'States.Aborted', Date.now());
   // Surface an engine crash (not a workflow failure) instead of reporting a silent success.
   await execution.result.catch((err: unknown) => {
     if (!finished) throw err;

@@ -118,48 +118,105 @@ export class SfnWorkflowEngine implements WorkflowEngine {
   }
 }
 
-/** One entry per state entered, with its outcome, duration and retries, from the history events. */
+/** Scheduling one attempt of a Task (Lambda, service integration, or the legacy Lambda integration). */
+const ATTEMPT_STARTS = new Set(['TaskScheduled', 'LambdaFunctionScheduled', 'ActivityScheduled']);
+
+/** An attempt ended in failure: the Task's Retry may try again, its Catch may move on, or the execution fails. */
+const ATTEMPT_FAILURES = new Set([
+  'TaskFailed',
+  'TaskTimedOut',
+  'TaskStartFailed',
+  'TaskSubmitFailed',
+  'LambdaFunctionFailed',
+  'LambdaFunctionTimedOut',
+  'LambdaFunctionStartFailed',
+  'LambdaFunctionScheduleFailed',
+  'ActivityFailed',
+  'ActivityTimedOut',
+  'ActivityScheduleFailed',
+  'MapStateFailed',
+  'ParallelStateFailed',
+]);
+
+function failureOf(e: HistoryEvent): string {
+  const details =
+    e.taskFailedEventDetails ??
+    e.taskTimedOutEventDetails ??
+    e.taskStartFailedEventDetails ??
+    e.taskSubmitFailedEventDetails ??
+    e.lambdaFunctionFailedEventDetails ??
+    e.lambdaFunctionTimedOutEventDetails ??
+    e.lambdaFunctionStartFailedEventDetails ??
+    e.lambdaFunctionScheduleFailedEventDetails ??
+    e.activityFailedEventDetails ??
+    e.activityTimedOutEventDetails ??
+    e.activityScheduleFailedEventDetails;
+  return details?.error ?? (e.type?.endsWith('TimedOut') ? 'States.Timeout' : 'States.TaskFailed');
+}
+
+type OpenStep = ExecutionStepSummary & { started: number; failedAt?: number };
+
+/**
+ * One entry per state entered, with its outcome, duration and attempts, from the history events.
+ *
+ * As Step Functions writes them: a Task's attempts are each a TaskScheduled (LambdaFunctionScheduled
+ * for the legacy integration) … TaskSucceeded/TaskFailed/TaskTimedOut inside one
+ * TaskStateEntered … TaskStateExited; a failure a Catch handles still ends in TaskStateExited, so
+ * a state whose last attempt failed is `failed` whether or not it was caught, and one whose last
+ * attempt succeeded is `succeeded` with `attempts` > 1 after retries. An uncaught failure ends the
+ * execution (ExecutionFailed) without a StateExited.
+ *
+ * Events are tied to their state through `previousEventId` (each event names the one before it in
+ * its own line of execution), so the iterations of a Map, which run the same states at once and
+ * interleave in the history, are told apart. A history without `previousEventId` falls back to
+ * the latest state entered.
+ */
 export function summarizeHistory(events: HistoryEvent[]): ExecutionStepSummary[] {
-  const steps: (ExecutionStepSummary & { started: number; failedAt?: number })[] = [];
-  const current = () => steps.at(-1);
+  const steps: OpenStep[] = [];
+  const owner = new Map<number, OpenStep>();
+  const stepOf = (e: HistoryEvent): OpenStep | undefined => (e.previousEventId !== undefined && owner.has(e.previousEventId) ? owner.get(e.previousEventId) : e.previousEventId === undefined ? steps.findLast((x) => x.status === 'running') : undefined);
+  const fail = (s: OpenStep, error: string | undefined, at: number) => {
+    s.status = 'failed';
+    s.ms = Math.max(0, (s.failedAt ?? at) - s.started);
+    s.error ??= error;
+  };
   for (const e of events) {
     const at = e.timestamp ? e.timestamp.getTime() : 0;
     if (e.stateEnteredEventDetails?.name) {
-      steps.push({ name: e.stateEnteredEventDetails.name, status: 'running', ms: null, attempts: 0, started: at });
-    } else if (e.type === 'TaskScheduled' || e.type === 'LambdaFunctionScheduled') {
-      const s = current();
-      if (s) s.attempts++;
-    } else if (e.type === 'TaskFailed' || e.type === 'LambdaFunctionFailed' || e.type === 'TaskTimedOut' || e.type === 'LambdaFunctionTimedOut') {
-      const s = current();
-      const details = e.taskFailedEventDetails ?? e.lambdaFunctionFailedEventDetails ?? e.taskTimedOutEventDetails ?? e.lambdaFunctionTimedOutEventDetails;
+      const s: OpenStep = { name: e.stateEnteredEventDetails.name, status: 'running', ms: null, attempts: 0, started: at };
+      steps.push(s);
+      if (e.id !== undefined) owner.set(e.id, s);
+      continue;
+    }
+    const s = stepOf(e);
+    if (s && e.id !== undefined) owner.set(e.id, s);
+    if (ATTEMPT_STARTS.has(e.type ?? '')) {
       if (s) {
-        s.error = details?.error ?? 'States.TaskFailed';
+        s.attempts++;
+        // A new attempt: the previous one's failure was retried.
+        delete s.error;
+        delete s.failedAt;
+      }
+    } else if (ATTEMPT_FAILURES.has(e.type ?? '')) {
+      if (s) {
+        s.error = failureOf(e);
         s.failedAt = at;
       }
     } else if (e.stateExitedEventDetails?.name) {
-      const s = steps.findLast((x) => x.name === e.stateExitedEventDetails!.name && x.status === 'running');
-      if (s) {
-        s.status = 'succeeded';
-        s.ms = at - s.started;
-        // A step that failed and was retried successfully is a success with attempts > 1.
-        delete s.error;
-      }
-    } else if (e.type === 'ExecutionFailed' || e.type === 'ExecutionTimedOut' || e.type === 'ExecutionAborted') {
-      for (const s of steps) {
-        if (s.status === 'running') {
-          s.status = 'failed';
-          s.ms = (s.failedAt ?? at) - s.started;
-          s.error ??= e.executionFailedEventDetails?.error ?? e.type;
+      const exited = s?.name === e.stateExitedEventDetails.name ? s : steps.findLast((x) => x.name === e.stateExitedEventDetails!.name && x.status === 'running');
+      if (exited && exited.status === 'running') {
+        if (exited.failedAt !== undefined) fail(exited, exited.error, at);
+        else {
+          exited.status = 'succeeded';
+          exited.ms = Math.max(0, at - exited.started);
         }
       }
-    }
-  }
-  // States caught by a Catch exit without StateExited; mark those that failed and moved on.
-  for (let i = 0; i < steps.length - 1; i++) {
-    const s = steps[i]!;
-    if (s.status === 'running') {
-      s.status = 'failed';
-      s.ms = (s.failedAt ?? steps[i + 1]!.started) - s.started;
+    } else if (e.type === 'MapIterationFailed' || e.type === 'MapIterationAborted') {
+      // An uncaught failure ends its iteration without a StateExited; siblings are aborted.
+      if (s?.status === 'running') fail(s, e.type === 'MapIterationAborted' ? 'States.Aborted' : s.error, at);
+    } else if (e.type === 'ExecutionFailed' || e.type === 'ExecutionTimedOut' || e.type === 'ExecutionAborted') {
+      const error = e.executionFailedEventDetails?.error ?? e.executionTimedOutEventDetails?.error ?? (e.type === 'ExecutionTimedOut' ? 'States.Timeout' : e.type);
+      for (const x of steps) if (x.status === 'running') fail(x, error, at);
     }
   }
   return steps.map(({ started: _started, failedAt: _failedAt, ...rest }) => ({ ...rest, attempts: Math.max(1, rest.attempts) }));

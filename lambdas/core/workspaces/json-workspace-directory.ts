@@ -3,7 +3,7 @@
  * A workspace's host root is `<home>/workspaces/<id>/root/`; `ensure` creates it on first use.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as z from '../zod.ts';
 import { PluginError } from '../errors.ts';
@@ -22,6 +22,14 @@ const FileSchema = z.object({
   ),
 });
 type FileShape = z.infer<typeof FileSchema>;
+
+/** One registered workspace as `pluginctl workspace list` shows it. */
+export interface WorkspaceEntry {
+  id: string;
+  runtime: Runtime;
+  state: 'running' | 'stopped';
+  createdAt: string | null;
+}
 
 export class JsonWorkspaceDirectory implements WorkspaceDirectory {
   readonly file: string;
@@ -47,6 +55,39 @@ export class JsonWorkspaceDirectory implements WorkspaceDirectory {
       throw new PluginError('InvalidInput', `${this.file} is not a valid workspace directory: ${parsed.error.issues[0]?.message ?? ''}`, 'fix or delete the file');
     }
     return parsed.data;
+  }
+
+  /** Whole-file replace (write a temporary file, rename it over): a reader never sees half a file. */
+  private async write(data: FileShape): Promise<void> {
+    await mkdir(dirname(this.file), { recursive: true });
+    const tmp = `${this.file}.${randomUUID()}.tmp`;
+    await writeFile(tmp, JSON.stringify(data, null, 2) + '\n');
+    await rename(tmp, this.file);
+  }
+
+  /** Every registered workspace, sorted by id. */
+  async entries(): Promise<WorkspaceEntry[]> {
+    const data = await this.read();
+    return Object.keys(data.workspaces)
+      .sort()
+      .map((id) => {
+        const e = data.workspaces[id]!;
+        return { id, runtime: e.runtime, state: e.state, createdAt: e.createdAt ?? null };
+      });
+  }
+
+  /**
+   * Drops the registration and the workspace's local host directory (`workspaces/<id>/`, its
+   * plugins, snapshots and locks included). False when no such workspace was registered.
+   */
+  async remove(id: string): Promise<boolean> {
+    assertWorkspaceId(id);
+    const data = await this.read();
+    if (!data.workspaces[id]) return false;
+    delete data.workspaces[id];
+    await this.write(data);
+    await rm(join(this.home, 'workspaces', id), { recursive: true, force: true });
+    return true;
   }
 
   async lookup(id: string): Promise<WorkspaceLookup> {
@@ -79,10 +120,7 @@ export class JsonWorkspaceDirectory implements WorkspaceDirectory {
       }
     } else {
       data.workspaces[id] = { runtime: runtime ?? 'claude-code', state: 'running', createdAt: new Date().toISOString() };
-      await mkdir(dirname(this.file), { recursive: true });
-      const tmp = `${this.file}.${randomUUID()}.tmp`;
-      await writeFile(tmp, JSON.stringify(data, null, 2) + '\n');
-      await rename(tmp, this.file);
+      await this.write(data);
     }
     await mkdir(this.rootOf(id), { recursive: true });
     const entry = data.workspaces[id]!;
