@@ -4,26 +4,25 @@
  * the --json shape are a contract (README, "pluginctl").
  */
 import { Command, CommanderError, Option } from 'commander';
-import { localDepsFromEnv, type LocalDeps } from '../../lambdas/commons/local-deps.ts';
+// Only what every command needs is imported here; each action imports its own modules (the
+// workflow engine, tar, YAML, ...) when it runs, so `pluginctl --help` loads none of them.
+import type { LocalDeps } from '../../lambdas/commons/local-deps.ts';
 import { PluginError } from '../../lambdas/core/errors.ts';
 import { executionName } from '../../lambdas/core/execution-name.ts';
 import { assertPluginName, assertSha256, assertWorkspaceId } from '../../lambdas/core/names.ts';
 import { assertRuntime, RUNTIMES, type Runtime } from '../../lambdas/core/runtimes.ts';
 import { newStamp } from '../../lambdas/core/stamp.ts';
 import { assertKeep, DEFAULT_STAGING_OLDER_THAN_MS, formatDuration, parseDuration, sweepRules } from '../../lambdas/core/sweep/sweep-rules.ts';
-import { sweepWorkspaces, type WorkspaceSweepSummary } from '../../lambdas/core/sweep/workspace-sweep.ts';
-import { listPlugins } from '../../lambdas/core/steps/list-plugins.ts';
+import type { WorkspaceSweepSummary } from '../../lambdas/core/sweep/workspace-sweep.ts';
 import type { InstallPlan } from '../../lambdas/core/steps/step-payloads.ts';
 import { EXIT, statusOfError } from './exit-codes.ts';
-import { packageVersion } from './package-version.ts';
+import { packageVersion } from './version.ts';
+import type { OperationReport } from './run-operation.ts';
 import { assertServeToken } from './serve-token.ts';
 import { sweepJson, sweepRefusalJson } from './sweep-json.ts';
-import { pluginNameForExecution } from '../../lambdas/core/sources/name-hint.ts';
-import { runOperation, type OperationReport } from './run-operation.ts';
-import { parseWorkspaceList, rolloutRefusalJson, runRollout } from './run-rollout.ts';
 import { addWorkspaceCommands } from './workspace-commands.ts';
+import { rolloutRefusalJson } from './rollout-refusal-json.ts';
 import { forgetRefusedWorkspace, workspaceForInstall } from './install-workspace.ts';
-import { checkRolloutRequest, newRolloutId } from '../../lambdas/core/rollout/rollout-request.ts';
 import { DEFAULT_CANARY, DEFAULT_MAX_CONCURRENCY, MAX_CANARY, MAX_CONCURRENCY } from '../../lambdas/core/rollout/rollout-limits.ts';
 
 interface Io {
@@ -41,6 +40,7 @@ function retryDelayFromEnv(): number | undefined {
 }
 
 async function liveDescription(deps: LocalDeps, workspace: string, plugin: string): Promise<Pick<OperationReport, 'plugin' | 'version' | 'sha256'>> {
+  const { listPlugins } = await import('../../lambdas/core/steps/list-plugins.ts');
   const listing = await listPlugins(deps, workspace);
   const live = listing.plugins.find((p) => p.name === plugin);
   return { plugin, version: live?.version ?? null, sha256: live?.sha256 ?? null };
@@ -141,6 +141,11 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     .option('--sha256 <hex>', 'refuse the source unless its tarball has this SHA-256')
     .option('--json', 'print one JSON object instead of progress lines')
     .action(async (source: string, opts: { workspace: string; runtime?: string; sha256?: string; json?: boolean }) => {
+      const [{ localDepsFromEnv }, { pluginNameForExecution }, { runOperation }] = await Promise.all([
+        import('../../lambdas/commons/local-deps.ts'),
+        import('../../lambdas/core/sources/name-hint.ts'),
+        import('./run-operation.ts'),
+      ]);
       const deps = localDepsFromEnv();
       const workspace = assertWorkspaceId(opts.workspace);
       const runtime: Runtime | undefined = opts.runtime ? assertRuntime(opts.runtime) : undefined;
@@ -181,6 +186,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       .requiredOption('--workspace <id>', 'workspace')
       .option('--json', 'print one JSON object instead of progress lines')
       .action(async (name: string, opts: { workspace: string; json?: boolean }) => {
+        const [{ localDepsFromEnv }, { runOperation }] = await Promise.all([import('../../lambdas/commons/local-deps.ts'), import('./run-operation.ts')]);
         const deps = localDepsFromEnv();
         const workspace = assertWorkspaceId(opts.workspace);
         const plugin = assertPluginName(name);
@@ -224,6 +230,11 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
         if (!/^[0-9]{1,6}$/.test(text) || Number(text) < 1 || Number(text) > max) throw new PluginError('InvalidInput', `invalid ${flag} ${JSON.stringify(text.slice(0, 20))}`, `give ${flag} a whole number from 1 to ${max}`);
         return Number(text);
       };
+      const [{ localDepsFromEnv }, { parseWorkspaceList, runRollout }, { checkRolloutRequest, newRolloutId }] = await Promise.all([
+        import('../../lambdas/commons/local-deps.ts'),
+        import('./run-rollout.ts'),
+        import('../../lambdas/core/rollout/rollout-request.ts'),
+      ]);
       const deps = localDepsFromEnv();
       const request = checkRolloutRequest({
         rolloutId: opts.rolloutId ?? newRolloutId(deps.clock()),
@@ -246,6 +257,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     .requiredOption('--workspace <id>', 'workspace')
     .option('--json', 'print one JSON object')
     .action(async (opts: { workspace: string; json?: boolean }) => {
+      const [{ localDepsFromEnv }, { listPlugins }] = await Promise.all([import('../../lambdas/commons/local-deps.ts'), import('../../lambdas/core/steps/list-plugins.ts')]);
       const deps = localDepsFromEnv();
       const workspace = assertWorkspaceId(opts.workspace);
       const listing = await listPlugins(deps, workspace);
@@ -277,6 +289,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     .action(async (opts: { olderThan: string; keep: string; dryRun?: boolean; json?: boolean }) => {
       const olderThanMs = parseDuration(opts.olderThan);
       const keepNewest = assertKeep(opts.keep);
+      const [{ localDepsFromEnv }, { sweepWorkspaces }] = await Promise.all([import('../../lambdas/commons/local-deps.ts'), import('../../lambdas/core/sweep/workspace-sweep.ts')]);
       const deps = localDepsFromEnv();
       const rules = sweepRules({ now: deps.clock(), olderThanMs, keepNewest, dryRun: Boolean(opts.dryRun) });
       const summary = await sweepWorkspaces(deps, rules);
@@ -300,7 +313,7 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
       const token = assertServeToken(process.env.PLUGINCTL_TOKEN);
       const port = Number(opts.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new PluginError('InvalidInput', `invalid port ${JSON.stringify(opts.port)}`, 'use 0-65535');
-      const { startServer } = await import('./serve.ts');
+      const [{ startServer }, { localDepsFromEnv }] = await Promise.all([import('./serve.ts'), import('../../lambdas/commons/local-deps.ts')]);
       const deps = localDepsFromEnv();
       const running = await startServer({
         home: deps.home,

@@ -15,6 +15,7 @@ import { newStamp } from '../../lambdas/core/stamp.ts';
 import type { StepDeps } from '../../lambdas/core/steps/step-deps.ts';
 import { runWorkflow, type RunOutcome } from '../../lambdas/core/workflow/local-runner.ts';
 import { EXIT, statusOfError } from './exit-codes.ts';
+import { rolloutRefusalJson } from './rollout-refusal-json.ts';
 
 export interface RolloutRun {
   /** pluginctl's local ports; tests and the bench drive the same loop over the AWS adapters. */
@@ -117,11 +118,6 @@ export async function runRollout(run: RolloutRun): Promise<number> {
     return EXIT.rolledBack;
   }
   return report.status === 'succeeded' ? EXIT.ok : EXIT.rolledBack;
-}
-
-/** A refused rollout in the `--json` report's shape: nothing planned, so no counts and no workspaces. */
-export function rolloutRefusalJson(status: string, rolloutId: string | null, error: PluginError): Record<string, unknown> {
-  return { status, rollout: rolloutId, plugin: null, version: null, sha256: null, counts: null, workspaces: [], error: error.toJSON() };
 }
 
 /** `--workspaces a,b,c`: the ids, in order, without blanks. */

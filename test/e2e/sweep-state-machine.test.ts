@@ -11,7 +11,6 @@
  * - MaxErrors 5% on 3 hosts, the first one bad: the other two are still swept (SSM would have
  *   floored 5% of 3 to 0 and terminated them).
  */
-import '../../lambdas/core/workflow/polyfills.ts';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -9,7 +9,6 @@
  * `states:startExecution` (the rollout's continue-as-new) starts it in the background and hands
  * its outcome to `onContinued`.
  */
-import './polyfills.ts';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { bindStep } from '../../commons/step-handler.ts';
 import { LOCAL_STEP_BY_PLACEHOLDER } from '../../handlers/all-steps.ts';
@@ -17,6 +16,7 @@ import type { EventSink, PutEventsEntry } from '../events/event-sink.ts';
 import type { StepDeps } from '../steps/step-deps.ts';
 import { START_EXECUTION, START_EXECUTION_SYNC2, startedExecution, syncFailed, syncSucceeded, type ChildRun } from './child-executions.ts';
 import { CHILD_STATE_MACHINES, definitionText, placeholders, substitute, WORKFLOWS, type RunnableWorkflow, type WorkflowName } from './workflow-files.ts';
+import { isValidatedDefinition } from './validated-definitions.ts';
 
 const PUT_EVENTS = 'arn:aws:states:::events:putEvents';
 const LOCAL_ACCOUNT = '000000000000';
@@ -103,7 +103,8 @@ interface LoadedWorkflow {
   rawStates: Record<string, RawState>;
 }
 
-// Constructing a StateMachine validates the whole definition (~75 ms); do it once per workflow.
+// Constructing a StateMachine validates the whole definition (~75 ms, plus loading asl-validator)
+// unless the build already validated this exact text (validated-definitions.ts); once per workflow.
 const loaded = new Map<RunnableWorkflow, LoadedWorkflow>();
 
 function allStates(states: Record<string, RawState>): Record<string, RawState> {
@@ -117,18 +118,25 @@ function allStates(states: Record<string, RawState>): Record<string, RawState> {
   return out;
 }
 
+/** The definition the local runner gives aws-local-stepfunctions: the file with its ARNs filled in. */
+export function localDefinitionText(workflow: RunnableWorkflow): string {
+  const raw = definitionText(workflow);
+  const values: Record<string, string> = { EventBusName: 'local' };
+  for (const p of placeholders(raw)) {
+    if (p === 'EventBusName') continue;
+    const child = CHILD_STATE_MACHINES[p];
+    values[p] = child ? stateMachineArn(child) : localArn(p);
+  }
+  return substitute(raw, values);
+}
+
 function loadWorkflow(workflow: RunnableWorkflow): LoadedWorkflow {
   let entry = loaded.get(workflow);
   if (!entry) {
-    const raw = definitionText(workflow);
-    const values: Record<string, string> = { EventBusName: 'local' };
-    for (const p of placeholders(raw)) {
-      if (p === 'EventBusName') continue;
-      const child = CHILD_STATE_MACHINES[p];
-      values[p] = child ? stateMachineArn(child) : localArn(p);
-    }
-    const definition = JSON.parse(substitute(raw, values)) as { States: Record<string, RawState> };
-    entry = { machine: new StateMachine(definition as never), rawStates: allStates((JSON.parse(raw) as { States: Record<string, RawState> }).States) };
+    const text = localDefinitionText(workflow);
+    const definition = JSON.parse(text) as { States: Record<string, RawState> };
+    const machine = new StateMachine(definition as never, { validationOptions: { noValidate: isValidatedDefinition(text) } });
+    entry = { machine, rawStates: allStates((JSON.parse(definitionText(workflow)) as { States: Record<string, RawState> }).States) };
     loaded.set(workflow, entry);
   }
   return entry;
