@@ -157,7 +157,8 @@ describe('pluginctl serve', () => {
     expect((await call('GET', '/workspaces/ws1/plugins/never-installed/download')).status).toBe(404);
     expect((await call('GET', '/workspaces/..%2Fetc/plugins')).status).toBe(400);
     expect((await call('GET', '/executions/install.nope')).status).toBe(404);
-    expect((await call('PUT', '/workspaces/ws1/plugins')).status).toBe(405);
+    const put = await call('PUT', '/workspaces/ws1/plugins');
+    expect(put).toMatchObject({ status: 405, json: { error: { code: 'MethodNotAllowed', hint: 'this route answers POST, GET (see GET /openapi.json)' } } });
   });
 
   it('serves the OpenAPI document generated from the schemas, equal to docs/openapi.json', async () => {

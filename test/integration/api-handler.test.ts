@@ -90,6 +90,23 @@ describe('POST /workspaces/{id}/plugins', () => {
     expect(done.json).toMatchObject({ status: 'SUCCEEDED' });
   });
 
+  it('422 IdempotencyKeyReused, naming the key, for the same Idempotency-Key with another body; nothing started', async () => {
+    // The fixture's key already started the install above (local://hello-skills@1.0.0).
+    const key = fixture('post-install').headers['Idempotency-Key']!;
+    const first = await call(fixture('post-install'));
+    expect(first.headers['idempotent-replayed']).toBe('true');
+    for (const other of [{ source: 'local://hello-skills@1.1.0' }, { source: 'local://hello-skills@1.0.0', runtime: 'claude-code' }]) {
+      const reused = await call(fixture('post-install', (e) => (e.body = JSON.stringify(other))));
+      expect(reused, JSON.stringify(other)).toMatchObject({ status: 422, json: { error: { code: 'IdempotencyKeyReused' } } });
+      const error = reused.json!.error as { message: string; hint: string };
+      expect(error.message).toContain(JSON.stringify(key));
+      expect(error.message).toContain(String(first.json!.installId));
+      expect(error.hint).toMatch(/new Idempotency-Key/);
+    }
+    // Nothing new started: the same body still replays the first execution.
+    expect(await call(fixture('post-install'))).toMatchObject({ status: 202, json: { installId: first.json!.installId } });
+  });
+
   it('400 for a body that is not JSON or not the schema', async () => {
     expect((await call(fixture('post-install', (e) => (e.body = '{source:')))).status).toBe(400);
     expect((await call(fixture('post-install', (e) => (e.body = JSON.stringify({ source: 'x', unknown: true }))))).status).toBe(400);

@@ -140,10 +140,13 @@ it('summarizeHistory counts retries as attempts of one step', () => {
 
 describe('find', () => {
   it('answers the existing execution of a name, or undefined, with one DescribeExecution', async () => {
-    sfn.on(DescribeExecutionCommand).rejectsOnce(new ExecutionDoesNotExist({ message: 'no', $metadata: {} })).resolves({ status: 'RUNNING' });
+    const input = { workspace: 'ws', source: 'local://p@1.0.0', sha256: null, runtime: null, stamp: '20260101T000000Z-ab12' };
+    sfn.on(DescribeExecutionCommand).rejectsOnce(new ExecutionDoesNotExist({ message: 'no', $metadata: {} })).resolvesOnce({ status: 'RUNNING' }).resolves({ status: 'RUNNING', input: JSON.stringify(input) });
     expect(await engine().find('install', 'ws-p-k1')).toBeUndefined();
     expect(await engine().find('install', 'ws-p-k1')).toEqual({ id: 'install.ws-p-k1', executionArn: 'arn:aws:states:us-east-1:111111111111:execution:plugin-install:ws-p-k1', executionName: 'ws-p-k1', existing: true });
-    expect(sfn.commandCalls(DescribeExecutionCommand)).toHaveLength(2);
+    // With the input DescribeExecution returns (what an Idempotency-Key replay is compared with).
+    expect(await engine().find('install', 'ws-p-k1')).toMatchObject({ existing: true, input });
+    expect(sfn.commandCalls(DescribeExecutionCommand)).toHaveLength(3);
     expect(sfn.commandCalls(GetExecutionHistoryCommand)).toHaveLength(0);
   });
 });

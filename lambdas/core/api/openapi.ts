@@ -15,7 +15,7 @@ const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: ref('Error') } } });
 const workspaceParam = { name: 'id', in: 'path', required: true, schema: schema(WorkspaceIdParam) };
 const pluginParam = { name: 'name', in: 'path', required: true, schema: schema(PluginNameParam) };
-const idempotencyKey = { name: 'Idempotency-Key', in: 'header', required: false, description: 'retries with the same key return the first execution', schema: { type: 'string', maxLength: 256 } };
+const idempotencyKey = { name: 'Idempotency-Key', in: 'header', required: false, description: 'scoped to the workspace and plugin: a retry with the same key and request returns the first execution (Idempotent-Replayed: true); the same key with another body is refused (422 IdempotencyKeyReused)', schema: { type: 'string', maxLength: 256 } };
 const unavailable = { ...errorResponse('transient failure looking up the workspace or reaching its host'), headers: { 'Retry-After': { schema: { type: 'integer' } } } };
 const accepted = { description: 'workflow started', headers: { Location: { schema: { type: 'string' } } }, content: { 'application/json': { schema: ref('Accepted') } } };
 const rolloutKey = { ...idempotencyKey, description: 'the rollout id is derived from it: a retry with the same key and body returns the first rollout (Idempotent-Replayed: true); the same key with another body is refused (422 IdempotencyKeyReused)' };
@@ -46,7 +46,7 @@ export function openApiDocument(): Record<string, unknown> {
             404: errorResponse('unknown workspace'),
             409: errorResponse('instance not running, or the plugin is busy'),
             413: errorResponse('request body larger than 64 KiB'),
-            422: errorResponse('external runtime (hint: pull via download), or an https/github source without sha256'),
+            422: errorResponse('external runtime (hint: pull via download), an https/github source without sha256, or an Idempotency-Key reused with another body (IdempotencyKeyReused)'),
             503: unavailable,
           },
         },

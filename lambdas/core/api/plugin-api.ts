@@ -5,6 +5,7 @@
  * workflow to finish. The fleet rollout's two routes are in rollout-api.ts.
  */
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { artifactKey } from '../artifacts/artifact-store.ts';
 import { PluginError } from '../errors.ts';
 import { executionName } from '../execution-name.ts';
@@ -60,15 +61,50 @@ function accepted(deps: ApiDeps, started: StartedExecution): ApiResponse {
   return json(202, { installId: started.id, executionArn: started.executionArn, statusUrl }, { location: statusUrl, ...(started.existing ? { 'idempotent-replayed': 'true' } : {}) });
 }
 
-async function start(deps: ApiDeps, workflow: WorkflowName, name: string, input: Record<string, unknown>): Promise<ApiResponse> {
-  return accepted(deps, await deps.engine.start(workflow, name, input));
+/**
+ * The request fields an execution's input carries; an Idempotency-Key replays an execution only
+ * for a request equal in these (the IETF Idempotency-Key draft: same key, other payload → 422).
+ */
+const REQUEST_FIELDS: Record<WorkflowName, readonly string[]> = {
+  install: ['workspace', 'source', 'sha256', 'runtime'],
+  uninstall: ['workspace', 'plugin'],
+  rollback: ['workspace', 'plugin'],
+};
+
+/** 422 when the execution this key named was started by a different request. */
+function keyReused(workflow: WorkflowName, existing: StartedExecution, input: Record<string, unknown>, key: string): ApiResponse | undefined {
+  // An execution whose input cannot be read (DescribeExecution without it) is taken as the same request.
+  if (!existing.input) return undefined;
+  const differs = REQUEST_FIELDS[workflow].filter((f) => !isDeepStrictEqual(existing.input![f] ?? null, input[f] ?? null));
+  if (differs.length === 0) return undefined;
+  return json(422, {
+    error: {
+      code: 'IdempotencyKeyReused',
+      message: `Idempotency-Key ${JSON.stringify(key.slice(0, 64))} already started ${existing.id} with another request (${differs.join(', ')} differ)`,
+      hint: 'send the same request to get that execution back, or a new Idempotency-Key for a new one',
+    },
+  });
 }
 
-/** With an Idempotency-Key, the execution an earlier identical request started, if any. */
-async function replayOf(deps: ApiDeps, workflow: WorkflowName, name: string, req: ApiRequest): Promise<ApiResponse | undefined> {
-  if (!req.headers['idempotency-key']) return undefined;
+async function start(deps: ApiDeps, workflow: WorkflowName, name: string, input: Record<string, unknown>, req: ApiRequest): Promise<ApiResponse> {
+  const started = await deps.engine.start(workflow, name, input);
+  const key = req.headers['idempotency-key'];
+  if (started.existing && key) {
+    // Two requests with one key raced: the one that lost is compared like a replay.
+    const existing = await deps.engine.find(workflow, name);
+    const reused = existing && keyReused(workflow, existing, input, key);
+    if (reused) return reused;
+  }
+  return accepted(deps, started);
+}
+
+/** With an Idempotency-Key, the execution an earlier identical request started (202), 422 when the request differs. */
+async function replayOf(deps: ApiDeps, workflow: WorkflowName, name: string, req: ApiRequest, input: Record<string, unknown>): Promise<ApiResponse | undefined> {
+  const key = req.headers['idempotency-key'];
+  if (!key) return undefined;
   const existing = await deps.engine.find(workflow, name);
-  return existing ? accepted(deps, existing) : undefined;
+  if (!existing) return undefined;
+  return keyReused(workflow, existing, input, key) ?? accepted(deps, existing);
 }
 
 async function install(deps: ApiDeps, req: ApiRequest, id: string): Promise<ApiResponse> {
@@ -88,8 +124,9 @@ async function install(deps: ApiDeps, req: ApiRequest, id: string): Promise<ApiR
   assertSourcePinned(body.source, body.sha256);
   const hint = await pluginNameForExecution(body.source);
   const { name, stamp } = nameFor(id, hint, req.headers['idempotency-key'], deps.steps.clock);
+  const input = { workspace: id, source: body.source, sha256: body.sha256 ?? null, runtime: body.runtime ?? null, stamp };
   // A retried request (same Idempotency-Key) gets its first execution back, whatever happened since.
-  const replay = await replayOf(deps, 'install', name, req);
+  const replay = await replayOf(deps, 'install', name, req, input);
   if (replay) return replay;
   // A plugin whose name is known up front and whose lock is held answers 409 now, rather than
   // starting an execution that would wait for it.
@@ -98,13 +135,14 @@ async function install(deps: ApiDeps, req: ApiRequest, id: string): Promise<ApiR
     const lock = listing.locks.find((l) => l.name === hint);
     if (lock) throw new PluginError('LockBusy', `plugin ${hint} on ${id} is busy (operation ${lock.stamp})`, 'retry when it finishes');
   }
-  return start(deps, 'install', name, { workspace: id, source: body.source, sha256: body.sha256 ?? null, runtime: body.runtime ?? null, stamp });
+  return start(deps, 'install', name, input, req);
 }
 
 async function pluginOperation(deps: ApiDeps, req: ApiRequest, id: string, plugin: string, workflow: 'uninstall' | 'rollback'): Promise<ApiResponse> {
   await workspaceFor(deps, id, true);
   const { name, stamp } = nameFor(id, plugin, req.headers['idempotency-key'], deps.steps.clock);
-  const replay = await replayOf(deps, workflow, name, req);
+  const input = { workspace: id, plugin, stamp };
+  const replay = await replayOf(deps, workflow, name, req, input);
   if (replay) return replay;
   const listing = await listPlugins(deps.steps, id);
   if (listing.degraded) throw new PluginError('HostUnreachable', `cannot reach the host of ${id}: ${listing.reason ?? ''}`, 'retry shortly');
@@ -115,7 +153,7 @@ async function pluginOperation(deps: ApiDeps, req: ApiRequest, id: string, plugi
   if (workflow === 'rollback' && !listing.snapshots.some((s) => s.name === plugin)) {
     throw new PluginError('NothingToRestore', `plugin ${plugin} on ${id} has no snapshot to roll back to`, 'install the version you want instead');
   }
-  return start(deps, workflow, name, { workspace: id, plugin, stamp });
+  return start(deps, workflow, name, input, req);
 }
 
 async function list(deps: ApiDeps, id: string): Promise<ApiResponse> {
@@ -166,7 +204,10 @@ export async function handleApiRequest(req: ApiRequest, deps: ApiDeps): Promise<
   const matching = ROUTES.filter(([, pattern]) => pattern.test(path));
   if (matching.length === 0) return json(404, { error: { code: 'NotFound', message: `no route ${path.slice(0, 200)}`, hint: 'see GET /openapi.json' } });
   const route = matching.find(([method]) => method === req.method.toUpperCase());
-  if (!route) return json(405, { error: { code: 'MethodNotAllowed', message: `${req.method} is not allowed on ${path.slice(0, 200)}`, hint: '' } }, { allow: matching.map(([m]) => m).join(', ') });
+  if (!route) {
+    const allowed = matching.map(([m]) => m).join(', ');
+    return json(405, { error: { code: 'MethodNotAllowed', message: `${req.method.slice(0, 20)} is not allowed on ${path.slice(0, 200)}`, hint: `this route answers ${allowed} (see GET /openapi.json)` } }, { allow: allowed });
+  }
   try {
     const params = route[1].exec(path)!.slice(1).map((p) => {
       try {

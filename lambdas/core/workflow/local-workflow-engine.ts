@@ -17,6 +17,7 @@ import { ROLLOUT_DEFINITION, type RunnableWorkflow } from './workflow-files.ts';
 interface Entry {
   summary: ExecutionSummary;
   done: Promise<void>;
+  input?: Record<string, unknown>;
 }
 
 function arnOf(workflow: RunnableWorkflow, executionName: string): string {
@@ -52,6 +53,7 @@ export class LocalWorkflowEngine implements WorkflowEngine {
       const onStepStart = (name: string): void => void summary.steps.push({ name, status: 'running', ms: null, attempts: 1 });
       this.#track(summary, runWorkflow({ ...run, onStepStart, onStepEnd }), false);
     }
+    this.#executions.get(id)!.input = structuredClone(input);
     return { id, executionArn, executionName, existing: false };
   }
 
@@ -78,7 +80,7 @@ export class LocalWorkflowEngine implements WorkflowEngine {
 
   async find(workflow: RunnableWorkflow, executionName: string): Promise<StartedExecution | undefined> {
     const entry = this.#executions.get(executionId(workflow, executionName));
-    return entry ? { id: entry.summary.id, executionArn: entry.summary.executionArn, executionName, existing: true } : undefined;
+    return entry ? { id: entry.summary.id, executionArn: entry.summary.executionArn, executionName, existing: true, ...(entry.input ? { input: structuredClone(entry.input) } : {}) } : undefined;
   }
 
   async describe(id: string): Promise<ExecutionSummary | undefined> {

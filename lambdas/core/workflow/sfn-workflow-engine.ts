@@ -47,6 +47,17 @@ function executionArnOf(stateMachineArn: string, name: string): string {
   return `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
 }
 
+/** DescribeExecution's input (a JSON string; absent when the caller may not read it). */
+function inputOf(text: string | undefined): { input?: Record<string, unknown> } {
+  if (!text) return {};
+  try {
+    const value = JSON.parse(text) as unknown;
+    return value && typeof value === 'object' && !Array.isArray(value) ? { input: value as Record<string, unknown> } : {};
+  } catch {
+    return {};
+  }
+}
+
 export class SfnWorkflowEngine implements WorkflowEngine {
   constructor(private readonly options: SfnWorkflowEngineOptions) {}
 
@@ -72,13 +83,14 @@ export class SfnWorkflowEngine implements WorkflowEngine {
 
   async find(workflow: RunnableWorkflow, executionName: string): Promise<StartedExecution | undefined> {
     const executionArn = executionArnOf(this.#arnOf(workflow), executionName);
+    let described;
     try {
-      await this.options.client.send(new DescribeExecutionCommand({ executionArn }));
+      described = await this.options.client.send(new DescribeExecutionCommand({ executionArn }));
     } catch (err) {
       if (err instanceof ExecutionDoesNotExist || (err as { name?: string }).name === 'ExecutionDoesNotExist') return undefined;
       return mapSfnError(err, `looking up ${executionName}`);
     }
-    return { id: executionId(workflow, executionName), executionArn, executionName, existing: true };
+    return { id: executionId(workflow, executionName), executionArn, executionName, existing: true, ...inputOf(described.input) };
   }
 
   async describe(id: string, options: DescribeOptions = {}): Promise<ExecutionSummary | undefined> {

@@ -16,6 +16,8 @@ export interface StartedExecution {
   executionName: string;
   /** True when an execution of that name already existed (an idempotent retry). */
   existing: boolean;
+  /** The input the execution was started with (find() only; what a replay is compared with). */
+  input?: Record<string, unknown>;
 }
 
 export interface ExecutionStepSummary {
@@ -49,7 +51,7 @@ export interface WorkflowEngine {
   start(workflow: RunnableWorkflow, executionName: string, input: Record<string, unknown>): Promise<StartedExecution>;
   /** Undefined when there is no such execution. */
   describe(id: string, options?: DescribeOptions): Promise<ExecutionSummary | undefined>;
-  /** The execution of that name, if one was started (cheap: no history). */
+  /** The execution of that name, if one was started, with its input (cheap: no history). */
   find(workflow: RunnableWorkflow, executionName: string): Promise<StartedExecution | undefined>;
 }
 
