@@ -6,7 +6,7 @@
  */
 import type { PluginError } from '../../lambdas/core/errors.ts';
 import { assertKeep } from '../../lambdas/core/sweep/sweep-rules.ts';
-import { zeroCounts, type WorkspaceSweepSummary } from '../../lambdas/core/sweep/workspace-sweep.ts';
+import type { WorkspaceSweepSummary } from '../../lambdas/core/sweep/workspace-sweep.ts';
 
 export interface SweepJson {
   dryRun: boolean;
@@ -46,7 +46,8 @@ export function sweepRefusalJson(argv: string[], err: PluginError): SweepJson {
     olderThan: optionValue(args, '--older-than') ?? '7d',
     keepNewest,
     hosts: [],
-    totals: { counts: zeroCounts(), bytes: 0 },
+    // Literal, not workspace-sweep's zeroCounts(): importing that module would load the host steps at start-up.
+    totals: { counts: { previous: 0, staging: 0, failed: 0, locks: 0 }, bytes: 0 },
     error: err.toJSON(),
   };
 }

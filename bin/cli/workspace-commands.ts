@@ -12,8 +12,10 @@ import { Option, type Command } from 'commander';
 import { PluginError } from '../../lambdas/core/errors.ts';
 import { assertWorkspaceId } from '../../lambdas/core/names.ts';
 import { assertRuntime, DEFAULT_RUNTIME, RUNTIMES } from '../../lambdas/core/runtimes.ts';
-import { listPlugins } from '../../lambdas/core/steps/list-plugins.ts';
-import { localDepsFromEnv, type LocalDeps } from '../../lambdas/commons/local-deps.ts';
+import type { LocalDeps } from '../../lambdas/commons/local-deps.ts';
+
+// Loaded when a workspace command runs, not when pluginctl starts (--help stays light).
+const localDepsFromEnv = async (): Promise<LocalDeps> => (await import('../../lambdas/commons/local-deps.ts')).localDepsFromEnv();
 import { statusOfError } from './exit-codes.ts';
 
 export interface WorkspaceIo {
@@ -38,6 +40,7 @@ async function guarded(io: WorkspaceIo, json: boolean, workspace: string | null,
 async function installedPlugins(deps: LocalDeps, id: string): Promise<string[]> {
   const found = await deps.workspaces.lookup(id);
   if (found.status === 'not-found' || found.workspace?.runtime === 'external') return [];
+  const { listPlugins } = await import('../../lambdas/core/steps/list-plugins.ts');
   return (await listPlugins(deps, id)).plugins.map((p) => p.name);
 }
 
@@ -54,7 +57,7 @@ export function addWorkspaceCommands(program: Command, io: WorkspaceIo, setExit:
       guarded(io, Boolean(opts.json), rawId, setExit, async () => {
         const id = assertWorkspaceId(rawId);
         const runtime = assertRuntime(opts.runtime);
-        const deps = localDepsFromEnv();
+        const deps = await localDepsFromEnv();
         const created = (await deps.workspaces.lookup(id)).status === 'not-found';
         // An existing workspace with another runtime is refused by ensure (exit 2).
         await deps.workspaces.ensure(id, runtime);
@@ -69,7 +72,7 @@ export function addWorkspaceCommands(program: Command, io: WorkspaceIo, setExit:
     .option('--json', 'print one JSON object')
     .action(async (opts: { json?: boolean }) =>
       guarded(io, Boolean(opts.json), null, setExit, async () => {
-        const entries = await localDepsFromEnv().workspaces.entries();
+        const entries = await (await localDepsFromEnv()).workspaces.entries();
         if (opts.json) {
           io.out(JSON.stringify({ workspaces: entries }) + '\n');
           return;
@@ -93,7 +96,7 @@ export function addWorkspaceCommands(program: Command, io: WorkspaceIo, setExit:
     .action(async (rawId: string, opts: { force?: boolean; json?: boolean }) =>
       guarded(io, Boolean(opts.json), rawId, setExit, async () => {
         const id = assertWorkspaceId(rawId);
-        const deps = localDepsFromEnv();
+        const deps = await localDepsFromEnv();
         if ((await deps.workspaces.lookup(id)).status === 'not-found') {
           throw new PluginError('WorkspaceNotFound', `workspace ${id} is not registered`, 'pluginctl workspace list shows the registered workspaces');
         }
