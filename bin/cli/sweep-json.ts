@@ -6,6 +6,7 @@
  */
 import type { PluginError } from '../../lambdas/core/errors.ts';
 import { assertKeep } from '../../lambdas/core/sweep/sweep-rules.ts';
+import { zeroCounts } from '../../lambdas/core/sweep/sweep-counts.ts';
 import type { WorkspaceSweepSummary } from '../../lambdas/core/sweep/workspace-sweep.ts';
 
 export interface SweepJson {
@@ -46,8 +47,7 @@ export function sweepRefusalJson(argv: string[], err: PluginError): SweepJson {
     olderThan: optionValue(args, '--older-than') ?? '7d',
     keepNewest,
     hosts: [],
-    // Literal, not workspace-sweep's zeroCounts(): importing that module would load the host steps at start-up.
-    totals: { counts: { previous: 0, staging: 0, failed: 0, locks: 0 }, bytes: 0 },
+    totals: { counts: zeroCounts(), bytes: 0 },
     error: err.toJSON(),
   };
 }

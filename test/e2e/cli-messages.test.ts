@@ -4,28 +4,17 @@
  * `pluginctl serve` refusing a busy port or a short token in one line and exit 2.
  */
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { hostileCorpus } from '../fixtures/hostile-tarballs.ts';
 import { pluginctl, pluginctlProcess, type CliResult } from '../helpers/cli.ts';
 import { writePluginDir } from '../helpers/plugin-versions.ts';
+import { freshHomes } from '../helpers/fresh-homes.ts';
 
-let base: string;
-let counter = 0;
-beforeAll(() => {
-  base = mkdtempSync(join(tmpdir(), 'cli-messages-'));
-});
-afterAll(() => rmSync(base, { recursive: true, force: true }));
-
-function freshHome(): string {
-  const home = join(base, `home-${counter++}`);
-  mkdirSync(home, { recursive: true });
-  return home;
-}
+const freshHome = freshHomes('cli-messages-');
 
 /** A refusal as the contract has it: exit 2, `pluginctl: …` and a hint on stderr, nothing of it on stdout. */
 function expectRefusedOnStderr(r: CliResult, message: RegExp): void {

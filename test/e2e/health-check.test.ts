@@ -7,28 +7,17 @@
  * A first install whose check fails leaves no live copy. A bad `healthcheck` is refused before any
  * host is touched.
  */
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pluginctl, pluginctlProcess } from '../helpers/cli.ts';
 import { judgeLive, readTree } from '../helpers/live-tree.ts';
 import { uniqueSleep, untilNoProcessRuns } from '../helpers/processes.ts';
 import { versionFiles, writePluginDir, type PluginVersionSpec } from '../helpers/plugin-versions.ts';
+import { freshHomes } from '../helpers/fresh-homes.ts';
 
 const NAME = 'checked';
-let base: string;
-let counter = 0;
-beforeAll(() => {
-  base = mkdtempSync(join(tmpdir(), 'health-check-e2e-'));
-});
-afterAll(() => rmSync(base, { recursive: true, force: true }));
-
-function freshHome(): string {
-  const home = join(base, `home-${counter++}`);
-  mkdirSync(home, { recursive: true });
-  return home;
-}
+const freshHome = freshHomes('health-check-e2e-');
 
 const pluginsRoot = (home: string, ws: string) => join(home, 'workspaces', ws, 'root', 'configs', 'plugins');
 const env = (home: string) => ({ PLUGINCTL_HOME: home, PLUGINCTL_RETRY_DELAY_MS: '0' });

@@ -3,27 +3,16 @@
  * shape, the hostile corpus refused with exit 2 and nothing written, hostile names refused
  * before any shell runs.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { hostileCorpus } from '../fixtures/hostile-tarballs.ts';
 import { pluginctl, pluginctlProcess } from '../helpers/cli.ts';
 import { faultShims } from '../helpers/fault-shims.ts';
 import { writePluginDir } from '../helpers/plugin-versions.ts';
+import { freshHomes } from '../helpers/fresh-homes.ts';
 
-let base: string;
-let counter = 0;
-beforeAll(() => {
-  base = mkdtempSync(join(tmpdir(), 'pluginctl-contract-'));
-});
-afterAll(() => rmSync(base, { recursive: true, force: true }));
-
-function freshHome(): string {
-  const home = join(base, `home-${counter++}`);
-  mkdirSync(home, { recursive: true });
-  return home;
-}
+const freshHome = freshHomes('pluginctl-contract-');
 
 const JSON_KEYS = ['status', 'workspace', 'plugin', 'version', 'sha256', 'stamp', 'execution', 'steps'];
 

@@ -3,25 +3,13 @@
  * attempts > 1 (text: `↻ AcquireLock (2 attempts)`), and a RollBack that failed is `failed`
  * (text: `✗ RollBack`), in the --json `steps` and in the text lines alike.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { describe, expect, it } from 'vitest';
 import { pluginctl } from '../helpers/cli.ts';
 import { faultShims } from '../helpers/fault-shims.ts';
+import { freshHomes } from '../helpers/fresh-homes.ts';
 
-let base: string;
-let counter = 0;
-beforeAll(() => {
-  base = mkdtempSync(join(tmpdir(), 'step-attempts-'));
-});
-afterAll(() => rmSync(base, { recursive: true, force: true }));
-
-function freshHome(): string {
-  const home = join(base, `home-${counter++}`);
-  mkdirSync(home, { recursive: true });
-  return home;
-}
+const freshHome = freshHomes('step-attempts-');
 
 type Step = { name: string; status: string; ms: number; attempts: number };
 

@@ -3,24 +3,13 @@
  * nothing behind (no registration, no directory, no event), while `install --runtime` on a new
  * workspace still registers it.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pluginctl } from '../helpers/cli.ts';
+import { freshHomes } from '../helpers/fresh-homes.ts';
 
-let base: string;
-let counter = 0;
-beforeAll(() => {
-  base = mkdtempSync(join(tmpdir(), 'workspace-commands-'));
-});
-afterAll(() => rmSync(base, { recursive: true, force: true }));
-
-function freshHome(): string {
-  const home = join(base, `home-${counter++}`);
-  mkdirSync(home, { recursive: true });
-  return home;
-}
+const freshHome = freshHomes('workspace-commands-');
 
 function registered(home: string): Record<string, { runtime: string }> {
   const file = join(home, 'workspaces.json');

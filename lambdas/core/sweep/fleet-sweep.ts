@@ -25,9 +25,8 @@
 import { SendCommandCommand, ListCommandInvocationsCommand, type CommandInvocation, type SendCommandCommandInput, type SSMClient } from '@aws-sdk/client-ssm';
 import { PluginError } from '../errors.ts';
 import { DOCUMENT_ROOTS, documentParameters } from '../host/ssm-document.ts';
-import type { SweepReport, SweepRules } from '../host/host-steps.ts';
-
-export type SweepCounts = SweepReport['counts'];
+import type { SweepRules } from '../host/host-steps.ts';
+import { addCounts, zeroCounts, type SweepCounts } from './sweep-counts.ts';
 
 export interface FleetRootResult {
   root: string;
@@ -168,15 +167,6 @@ export function fleetSweepParameters(rules: SweepRules, executionSeconds: number
   return documentParameters('fleet-sweep', args, executionSeconds);
 }
 
-const ZERO = (): SweepCounts => ({ previous: 0, staging: 0, failed: 0, locks: 0 });
-
-function addCounts(into: SweepCounts, add: SweepCounts): void {
-  into.previous += add.previous;
-  into.staging += add.staging;
-  into.failed += add.failed;
-  into.locks += add.locks;
-}
-
 function isCounts(v: unknown): v is SweepCounts {
   if (!v || typeof v !== 'object') return false;
   const c = v as Record<string, unknown>;
@@ -241,7 +231,7 @@ export function hostResult(inv: CommandInvocation): FleetHostResult {
   return result;
 }
 
-export const zeroTotals = (): FleetTotals => ({ counts: ZERO(), bytes: 0, hosts: 0, failed: 0, unfinished: 0 });
+export const zeroTotals = (): FleetTotals => ({ counts: zeroCounts(), bytes: 0, hosts: 0, failed: 0, unfinished: 0 });
 
 /** Adds hosts to running totals (in place). */
 export function addToTotals(totals: FleetTotals, hosts: readonly FleetHostResult[]): FleetTotals {
@@ -555,7 +545,7 @@ export async function fleetSweep(options: FleetSweepOptions): Promise<FleetSweep
 
 /** A host's counts summed over its roots. */
 export function hostTotals(host: FleetHostResult): { counts: SweepCounts; bytes: number } {
-  const counts = ZERO();
+  const counts = zeroCounts();
   let bytes = 0;
   for (const root of host.roots) {
     addCounts(counts, root.counts);

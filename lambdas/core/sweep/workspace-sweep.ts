@@ -8,8 +8,7 @@ import { PluginError } from '../errors.ts';
 import type { HostResolver } from '../host/host-resolver.ts';
 import { HostSteps, type SweepReport, type SweepRules } from '../host/host-steps.ts';
 import type { WorkspaceLookup } from '../workspaces/workspace-directory.ts';
-
-export type SweepCounts = SweepReport['counts'];
+import { addCounts, zeroCounts, type SweepCounts } from './sweep-counts.ts';
 
 export interface WorkspaceSweepResult {
   workspace: string;
@@ -32,8 +31,6 @@ export interface WorkspaceSweepDeps {
   hosts: HostResolver;
   hostTimeoutMs?: number;
 }
-
-export const zeroCounts = (): SweepCounts => ({ previous: 0, staging: 0, failed: 0, locks: 0 });
 
 /** Workspace ids registered in the directory file, sorted (none when the file does not exist). */
 export async function registeredWorkspaces(file: string): Promise<string[]> {
@@ -74,7 +71,7 @@ export async function sweepWorkspaces(deps: WorkspaceSweepDeps, rules: SweepRule
     try {
       const report = await new HostSteps(deps.hosts(found.workspace), deps.hostTimeoutMs).sweep(rules);
       hosts.push({ workspace: id, counts: report.counts, bytes: report.bytes, deleted: report.deleted });
-      for (const k of Object.keys(totals.counts) as (keyof SweepCounts)[]) totals.counts[k] += report.counts[k];
+      addCounts(totals.counts, report.counts);
       totals.bytes += report.bytes;
     } catch (err) {
       hosts.push({ workspace: id, counts: zeroCounts(), bytes: 0, error: toErrorJson(err) });
