@@ -138,13 +138,14 @@ describe('over EC2 Instance Connect (real sshd), with the transport chosen per w
   }
 
   it('re-pushes the key once when the pushed key expired before the login, and the install succeeds', async () => {
-    // Keys live 1 s; the API answers the first push after 1.6 s, so that key is dead on arrival.
-    const eic = await startEicHarness({ keyTtlSeconds: 1, host: { idleTimeoutMs: 0 } });
+    // The first key is stored already expired (dead on arrival); every later key lives 60 s, so
+    // however slow the machine, only that one login fails.
+    const eic = await startEicHarness({ host: { idleTimeoutMs: 0 } });
     const world2 = await startAwsWorld([{ id: 'eic-exp', transport: 'eic' }], {
       eic: { resolver: eic.resolver, hostRoot: eic.hostRoot, register: () => ({ instanceId: eic.instanceId, privateIp: '127.0.0.1' }) },
     });
     try {
-      eic.eicApi.delayNextResponse(1_600);
+      eic.eicApi.expireNextKeys(1);
       const stamp = newStamp();
       const outcome = await runWorkflow({
         workflow: 'install',

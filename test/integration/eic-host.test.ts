@@ -578,7 +578,7 @@ describe.skipIf(!sshdAvailable)('EIC Endpoint at its connection limit', () => {
 describe.skipIf(!sshdAvailable)('EIC host key expiry', () => {
   let h: EicHarness;
   beforeAll(async () => {
-    h = await startEicHarness({ keyTtlSeconds: 1 });
+    h = await startEicHarness();
   });
   afterAll(async () => {
     await h?.stop();
@@ -586,8 +586,9 @@ describe.skipIf(!sshdAvailable)('EIC host key expiry', () => {
 
   it('re-pushes the key once when it expired before the connection authenticated', async () => {
     const steps = new HostSteps(h.resolverWith({})(h.workspace('ws-expiry')));
-    // The key is stored, then the answer is held until it has expired (a slow API, a long GC).
-    h.eicApi.delayNextResponse(1_600);
+    // The key is stored already expired, as if the answer had been held until it expired (a slow
+    // API, a long GC); a fixed expiry, not a race against a 1 s TTL on a loaded machine.
+    h.eicApi.expireNextKeys(1);
     const pushes = h.counters.pushes;
     const failed = h.sshd.failedAuth;
     const handshakes = h.counters.handshakes;

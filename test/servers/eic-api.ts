@@ -42,6 +42,11 @@ export interface EicApiHandle {
   readonly errors: number;
   /** Hold the next successful answer(s) for `ms` after the key was stored (lets a key expire in transit). */
   delayNextResponse(ms: number, count?: number): void;
+  /**
+   * Store the next key(s) already expired: the answer is a success, but sshd will not accept the
+   * key (a key that expired in transit, deterministically, however loaded the machine is).
+   */
+  expireNextKeys(count?: number): void;
   /** Answer the next request(s) with these errors, in order. */
   failNext(...failures: InjectedFailure[]): void;
   stop(): Promise<void>;
@@ -56,6 +61,7 @@ export async function startEicApi(options: EicApiOptions): Promise<EicApiHandle>
   let errors = 0;
   let sequence = 0;
   const delays: number[] = [];
+  let expireNext = 0;
   const failures: InjectedFailure[] = [];
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
@@ -136,7 +142,9 @@ export async function startEicApi(options: EicApiOptions): Promise<EicApiHandle>
       if (err.code !== 'EEXIST') throw err;
     });
     await chmod(userDir, 0o755);
-    const file = join(userDir, `${Date.now() + ttlMs}-${++sequence}.pub`);
+    const expired = expireNext > 0;
+    if (expired) expireNext--;
+    const file = join(userDir, `${expired ? Date.now() - 1 : Date.now() + ttlMs}-${++sequence}.pub`);
     await writeFile(file, `${SSHPublicKey.trim()}\n`, { mode: 0o644 });
     pushes++;
     const delay = delays.shift();
@@ -174,6 +182,9 @@ export async function startEicApi(options: EicApiOptions): Promise<EicApiHandle>
     },
     delayNextResponse(ms: number, count = 1) {
       for (let i = 0; i < count; i++) delays.push(ms);
+    },
+    expireNextKeys(count = 1) {
+      expireNext += count;
     },
     failNext(...next: InjectedFailure[]) {
       failures.push(...next);
