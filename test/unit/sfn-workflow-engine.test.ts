@@ -206,6 +206,29 @@ describe('summarizeHistory on Step Functions history shapes (GET /executions/{id
     ]);
   });
 
+  it('our install workflow (Lambda ARNs as Resource, so LambdaFunction* events): a retried VerifyLive then caught HealthCheckFailed is failed with 2 attempts, RollBack succeeded, the Fail state carries the error', () => {
+    const ok = (name: string) => ({ name, status: 'succeeded', ms: 322, attempts: 1 });
+    expect(summarizeHistory(historyFixture('health-check-failed-caught'))).toEqual([
+      ok('Prepare'),
+      ok('AcquireLock'),
+      ok('StageOnHost'),
+      ok('SwapIntoPlace'),
+      ok('SnapshotLive'),
+      // 1 + 20 + 150 ms (HostStepInterrupted), 2 s backoff, 20 + 4,000 ms (HealthCheckFailed): up to the failure, not the exit.
+      { name: 'VerifyLive', status: 'failed', ms: 6191, attempts: 2, error: 'HealthCheckFailed' },
+      { name: 'RollBack', status: 'succeeded', ms: 422, attempts: 1 },
+      { name: 'NotifyRolledBack', status: 'succeeded', ms: 37, attempts: 1 },
+      { name: 'Unhealthy?', status: 'succeeded', ms: 0, attempts: 1 },
+      { name: 'RolledBackUnhealthy', status: 'failed', ms: 1, attempts: 1, error: 'HealthCheckFailed' },
+    ]);
+  });
+
+  it('a LambdaFunctionTimedOut caught by Catch (TaskStateExited follows) is failed with States.Timeout', () => {
+    const steps = summarizeHistory(historyFixture('lambda-timed-out-caught'));
+    expect(steps.find((s) => s.name === 'SwapIntoPlace')).toEqual({ name: 'SwapIntoPlace', status: 'failed', ms: 90021, attempts: 1, error: 'States.Timeout' });
+    expect(steps.map((s) => `${s.name}:${s.status}`)).toEqual(['Prepare:succeeded', 'AcquireLock:succeeded', 'StageOnHost:succeeded', 'SwapIntoPlace:failed', 'RollBack:succeeded', 'NotifyRolledBack:succeeded', 'Unhealthy?:succeeded', 'RolledBack:failed']);
+  });
+
   it('a Task that times out is failed with States.Timeout', () => {
     expect(summarizeHistory(historyFixture('task-timed-out'))).toEqual([{ name: 'VerifyLive', status: 'failed', ms: 390000, attempts: 1, error: 'States.Timeout' }]);
   });
