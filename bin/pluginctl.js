@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// pluginctl: the embedded installer. Runs the JavaScript that scripts/build-cli.js compiled from
+// pluginctl: the embedded installer. Runs the JavaScript that bin/build-cli.js compiled from
 // the TypeScript sources into build/ (`npm ci` builds it; `npm run build` after editing a source).
 let main;
 try {

@@ -1,5 +1,5 @@
 /**
- * bin/pluginctl.js runs the JavaScript that scripts/build-cli.js compiles into build/ (README,
+ * bin/pluginctl.js runs the JavaScript that bin/build-cli.js compiles into build/ (README,
  * "Layout"): --version and --help work from it, --help loads no TypeScript and none of the
  * packages only the commands need, an install loads neither asl-validator nor the AWS SDK, and
  * build/ is exactly what the build makes of the current sources.
@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { PLUGINCTL, pluginctlProcess } from '../helpers/cli.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const BUILD_SCRIPT = join(REPO, 'scripts', 'build-cli.js');
+const BUILD_SCRIPT = join(REPO, 'bin', 'build-cli.js');
 const home = mkdtempSync(join(tmpdir(), 'compiled-cli-'));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
 

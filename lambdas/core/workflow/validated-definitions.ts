@@ -2,7 +2,7 @@
  * Which state machine definitions are already known to be valid ASL, so that the embedded runner
  * need not validate them again on every run: aws-local-stepfunctions validates a definition in the
  * StateMachine constructor (asl-validator: loading it and running it cost more than the install's
- * states on a small plugin). The build (scripts/build-cli.js) validates each definition the local
+ * states on a small plugin). The build (bin/build-cli.js) validates each definition the local
  * runner builds and records its SHA-256 in build/validated-definitions.json; a definition whose
  * text is not listed there (an edited statemachine/*.asl.json, no build) is validated as before.
  */

@@ -4,7 +4,7 @@
 // `npm ci` runs this (the `prepare` script), and so does the test setup (test/global-setup.ts),
 // so the e2e tests that spawn bin/pluginctl.js never run a stale build.
 //
-//   node scripts/build-cli.js [--if-stale] [--outdir DIR]
+//   node bin/build-cli.js [--if-stale] [--outdir DIR]
 //
 // DIR (default build/, git-ignored) must be a directory of the repository's root (build/,
 // build.<anything>/): the compiled files name their sources by relative paths. The build is
