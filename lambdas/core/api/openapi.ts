@@ -6,8 +6,8 @@
  *
  * Every operation is one row of OPERATIONS: its own statuses (what its code paths answer) plus
  * the statuses every route can answer (SHARED_STATUSES: authentication, an unknown method on the
- * path, an oversized body, API Gateway's throttle, an internal error). To document a new status
- * of a route, add it to the route's `statuses`.
+ * path, an oversized body, API Gateway's throttle and integration failures, an internal error).
+ * To document a new status of a route, add it to the route's `statuses`.
  */
 import { toJSONSchema, type ZodType } from '../zod.ts';
 import { Accepted, ErrorBody, ExecutionBody, InstallBody, PluginList, PluginNameParam, RolloutAccepted, RolloutBody, RolloutIdParam, RolloutStatusBody, WorkspaceIdParam } from './api-schemas.ts';
@@ -55,6 +55,8 @@ const SHARED_STATUSES: Record<number, string> = {
   413: 'PayloadTooLarge',
   429: 'TooManyRequests',
   500: 'InternalError',
+  502: 'BadGateway',
+  504: 'GatewayTimeout',
 };
 
 const SHARED_RESPONSES: Record<string, Json> = {
@@ -66,6 +68,8 @@ const SHARED_RESPONSES: Record<string, Json> = {
   PayloadTooLarge: errorResponse('request body larger than the route accepts: 1 MiB on POST /rollouts, 64 KiB on every other route (code InvalidInput)'),
   TooManyRequests: errorResponse('API Gateway: the stage throttle (20 requests/s, bursts of 40) refused the request; retry with backoff (code THROTTLED)'),
   InternalError: errorResponse('an unexpected failure (code InternalError; the server or api function log has the details)'),
+  BadGateway: errorResponse('API Gateway: the api function failed or answered something that is not a proxy response (code INTEGRATION_FAILURE); retry shortly'),
+  GatewayTimeout: errorResponse('API Gateway: the api function did not answer within 29 s (code INTEGRATION_TIMEOUT); retry, with the same Idempotency-Key for a POST or DELETE'),
   Unavailable: errorResponse('transient failure looking up the workspace or reaching its host (HostUnreachable, HostTimeout, HostStepInterrupted): retry after Retry-After seconds', {
     'Retry-After': header('seconds to wait before retrying', { type: 'string', pattern: '^[0-9]+$' }, true),
   }),
