@@ -48,11 +48,18 @@ export async function prepareBurstHome(world: BurstWorld, catalogDir: string): P
 }
 
 async function api(world: BurstWorld, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(`${world.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${world.token}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  let res: Response;
+  try {
+    res = await fetch(`${world.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${world.token}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    // fetch says only "fetch failed"; the cause (ECONNREFUSED: serve is gone, ECONNRESET…) is the news.
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(`${method} ${path}: ${cause?.code ?? ''} ${cause?.message ?? String(err)}`, { cause: err });
+  }
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 

@@ -74,7 +74,7 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           summary: 'Redirect to a short-lived URL of the installed, validated tarball',
           parameters: [workspaceParam, pluginParam],
-          responses: { 302: { description: 'redirect', headers: { Location: { schema: { type: 'string' } } } }, 404: errorResponse('unknown workspace or plugin'), 503: unavailable },
+          responses: { 302: { description: 'redirect', headers: { Location: { schema: { type: 'string' } } } }, 404: errorResponse('unknown workspace or plugin'), 409: errorResponse('the plugin is being changed: an operation holds its lock and live has no marker yet (LockBusy; retry when it finishes)'), 503: unavailable },
         },
       },
       '/rollouts': {
