@@ -155,6 +155,7 @@ try {
   );
 } catch (err) {
   process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  if (serve) process.stderr.write(`pluginctl serve: ${serve.child.exitCode === null ? 'still running' : `exited ${serve.child.exitCode} (signal ${serve.child.signalCode})`}; its log (tail):\n${serve.log().slice(-6000)}\n`);
   process.exitCode = 1;
 } finally {
   if (serve) await stopServe(serve.child);
