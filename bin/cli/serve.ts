@@ -68,6 +68,15 @@ async function readBody(req: IncomingMessage, limit: number): Promise<{ text: st
   return size > limit ? { text: '', tooLarge: true } : { text: Buffer.concat(chunks).toString('utf8'), tooLarge: false };
 }
 
+/**
+ * How long an idle keep-alive connection stays open. With Node's default (5 s) serve closed
+ * connections that a client starved by a burst left idle a little longer, while that client was
+ * sending its next request on them: the request was lost (autocannon waited for an answer that
+ * never came). Far above any client's idle limit (undici's fetch: 4 s), the client is the side
+ * that closes an idle connection, as it should be (the same rule as behind a load balancer).
+ */
+const KEEP_ALIVE_MS = 65_000;
+
 /** Why the server could not listen, as a refusal a person can act on (exit 2, one line and a hint). */
 function listenError(err: NodeJS.ErrnoException, hostname: string, port: number): Error {
   if (err.code === 'EADDRINUSE') return new PluginError('InvalidInput', `port ${port} on ${hostname} is already in use`, 'stop what listens there, or pick another port: pluginctl serve --port <n> (0 picks a free one)');
@@ -81,7 +90,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const hostname = options.hostname ?? '127.0.0.1';
   const secret = randomBytes(32);
   const base = localDeps(options);
-  const server = createServer();
+  const server = createServer({ keepAliveTimeout: KEEP_ALIVE_MS });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, hostname, options.port)));
     server.listen(options.port, hostname, () => resolve());

@@ -177,7 +177,7 @@ const OPERATIONS: OperationDoc[] = [
     summary: 'Redirect to a short-lived URL of the installed, validated tarball',
     description:
       'Answers 302 with a presigned, short-lived URL (5 minutes) of the content-addressed tarball of the installed version; fetch it without credentials. ' +
-      'Read-only and idempotent (each call signs a new URL). Errors: bad id or name (400), unknown workspace or plugin not installed or its tarball gone (404), not running (409), unreachable transport (422), host unreachable (503).',
+      'Read-only and idempotent (each call signs a new URL). Errors: bad id or name (400), unknown workspace or plugin not installed or its tarball gone (404), not running or mid-change (409), unreachable transport (422), host unreachable (503).',
     parameters: [workspaceParam, pluginParam],
     statuses: {
       302: {
@@ -186,7 +186,7 @@ const OPERATIONS: OperationDoc[] = [
       },
       400: errorResponse('malformed workspace id or plugin name (InvalidInput)'),
       404: errorResponse('unknown workspace (WorkspaceNotFound), or the plugin is not installed or its tarball is no longer stored (NotInstalled)'),
-      409: errorResponse('the workspace is not running (WorkspaceNotRunning)'),
+      409: errorResponse('the workspace is not running (WorkspaceNotRunning), or the plugin is being changed: an operation holds its lock and live has no marker yet (LockBusy; retry when it finishes)'),
       422: errorResponse('a transport this deployment cannot reach (TransportUnavailable)'),
       503: 'Unavailable',
     },

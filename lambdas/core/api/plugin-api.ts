@@ -86,9 +86,28 @@ function keyReused(workflow: WorkflowName, existing: StartedExecution, input: Re
   });
 }
 
-async function start(deps: ApiDeps, workflow: WorkflowName, name: string, input: Record<string, unknown>, req: ApiRequest): Promise<ApiResponse> {
-  const started = await deps.engine.start(workflow, name, input);
+/** A fresh execution name and the input carrying its stamp, for a key-less request whose first name was taken. */
+type Rename = () => { name: string; input: Record<string, unknown> };
+
+/**
+ * How many fresh names a key-less request tries. Two requests on one (workspace, plugin) in the
+ * same millisecond draw the same stamp one time in 1,296 (two random characters), which a burst
+ * of installs meets; ten draws all taken would take ten such coincidences in a row.
+ */
+const FRESH_NAME_ATTEMPTS = 10;
+
+async function start(deps: ApiDeps, workflow: WorkflowName, name: string, input: Record<string, unknown>, req: ApiRequest, rename: Rename): Promise<ApiResponse> {
+  let started = await deps.engine.start(workflow, name, input);
   const key = req.headers['idempotency-key'];
+  if (!key) {
+    // Without a key the name only has to be new: an execution already under it belongs to another
+    // request (a stamp drawn twice), which this one must not be answered with as if a replay.
+    for (let attempt = 1; started.existing && attempt < FRESH_NAME_ATTEMPTS; attempt++) {
+      const next = rename();
+      started = await deps.engine.start(workflow, next.name, next.input);
+    }
+    if (started.existing) throw new Error(`${FRESH_NAME_ATTEMPTS} fresh execution names for one ${workflow} request were all taken`);
+  }
   if (started.existing && key) {
     // Two requests with one key raced: the one that lost is compared like a replay.
     const existing = await deps.engine.find(workflow, name);
@@ -135,7 +154,10 @@ async function install(deps: ApiDeps, req: ApiRequest, id: string): Promise<ApiR
     const lock = listing.locks.find((l) => l.name === hint);
     if (lock) throw new PluginError('LockBusy', `plugin ${hint} on ${id} is busy (operation ${lock.stamp})`, 'retry when it finishes');
   }
-  return start(deps, 'install', name, input, req);
+  return start(deps, 'install', name, input, req, () => {
+    const fresh = nameFor(id, hint, undefined, deps.steps.clock);
+    return { name: fresh.name, input: { ...input, stamp: fresh.stamp } };
+  });
 }
 
 async function pluginOperation(deps: ApiDeps, req: ApiRequest, id: string, plugin: string, workflow: 'uninstall' | 'rollback'): Promise<ApiResponse> {
@@ -153,7 +175,10 @@ async function pluginOperation(deps: ApiDeps, req: ApiRequest, id: string, plugi
   if (workflow === 'rollback' && !listing.snapshots.some((s) => s.name === plugin)) {
     throw new PluginError('NothingToRestore', `plugin ${plugin} on ${id} has no snapshot to roll back to`, 'install the version you want instead');
   }
-  return start(deps, workflow, name, input, req);
+  return start(deps, workflow, name, input, req, () => {
+    const fresh = nameFor(id, plugin, undefined, deps.steps.clock);
+    return { name: fresh.name, input: { ...input, stamp: fresh.stamp } };
+  });
 }
 
 async function list(deps: ApiDeps, id: string): Promise<ApiResponse> {
@@ -172,6 +197,10 @@ async function download(deps: ApiDeps, id: string, plugin: string): Promise<ApiR
   const listing = await listPlugins(deps.steps, id);
   if (listing.degraded) throw new PluginError('HostUnreachable', `cannot reach the host of ${id}: ${listing.reason ?? ''}`, 'retry shortly');
   const live = listing.plugins.find((p) => p.name === plugin);
+  // Between an install's swap and its marker, live is the new version, not yet vouched for: that
+  // is a plugin being changed (its lock held), not one that is absent.
+  const lock = listing.locks.find((l) => l.name === plugin);
+  if (!live?.sha256 && lock) throw new PluginError('LockBusy', `plugin ${plugin} on ${id} is being changed (operation ${lock.stamp}): no marked version to download yet`, 'retry when the running operation finishes');
   if (!live?.sha256) throw new PluginError('NotInstalled', `plugin ${plugin} is not installed (and marked) on ${id}`, 'install it first');
   const key = artifactKey(live.sha256);
   if (!deps.steps.artifacts.presignGet || !(await deps.steps.artifacts.exists(key))) {
