@@ -67,6 +67,14 @@ function refuse(io: Io, json: boolean, err: PluginError, argv: string[]): number
   return mapped.exit;
 }
 
+/** The absolute path of an existing directory an option names; refused (exit 2) otherwise. */
+async function assertDirectory(path: string, option: string): Promise<string> {
+  const { realpath, stat } = await import('node:fs/promises');
+  const isDir = await stat(path).then((s) => s.isDirectory(), () => false);
+  if (!isDir) throw new PluginError('InvalidInput', `${option} ${JSON.stringify(path)} is not a directory`, `give ${option} an existing directory holding the plugin sources to serve`);
+  return realpath(path);
+}
+
 function refusalText(err: PluginError): string {
   return `pluginctl: ${err.message}\n${err.hint ? `  hint: ${err.hint}\n` : ''}`;
 }
@@ -309,15 +317,18 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     .command('serve')
     .description('serve the HTTP API on localhost (same routes as API Gateway); needs PLUGINCTL_TOKEN')
     .option('--port <n>', 'port to listen on (0 picks a free one)', '8787')
-    .action(async (opts: { port: string }) => {
+    .option('--sources-dir <dir>', 'serve filesystem path sources under this directory only (default: none; local:// catalog sources always)')
+    .action(async (opts: { port: string; sourcesDir?: string }) => {
       const token = assertServeToken(process.env.PLUGINCTL_TOKEN);
       const port = Number(opts.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new PluginError('InvalidInput', `invalid port ${JSON.stringify(opts.port)}`, 'use 0-65535');
       const [{ startServer }, { localDepsFromEnv }] = await Promise.all([import('./serve.ts'), import('../../lambdas/commons/local-deps.ts')]);
       const deps = localDepsFromEnv();
+      const sourcesDir = opts.sourcesDir === undefined ? undefined : await assertDirectory(opts.sourcesDir, '--sources-dir');
       const running = await startServer({
         home: deps.home,
-        catalogDir: deps.sources.catalogDir,
+        catalogDir: deps.catalog.dir,
+        sourcesDir,
         leaseSeconds: deps.leaseSeconds,
         token,
         port,
