@@ -60,7 +60,9 @@ function refuse(io: Io, json: boolean, err: PluginError, argv: string[]): number
         ? sweepRefusalJson(argv, err)
         : command === 'rollout'
           ? rolloutRefusalJson(mapped.status, rolloutIdOf(argv), err)
-          : { status: mapped.status, workspace: null, plugin: null, version: null, sha256: null, stamp: null, execution: null, steps: [], error: err.toJSON() };
+          : command === 'publish'
+            ? { status: mapped.status, plugin: null, version: null, sha256: null, catalog: null, key: null, error: err.toJSON() }
+            : { status: mapped.status, workspace: null, plugin: null, version: null, sha256: null, stamp: null, execution: null, steps: [], error: err.toJSON() };
     io.out(JSON.stringify(report) + '\n');
   }
   io.err(refusalText(err));
@@ -258,6 +260,17 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     });
 
   addWorkspaceCommands(program, io, (code) => (exitCode = code));
+
+  program
+    .command('publish')
+    .description('validate a plugin and put it into the catalog local:// names (an S3 bucket\'s catalog/ with --bucket, else $PLUGINCTL_CATALOG)')
+    .argument('<source>', 'plugin directory, .tar.gz file, or local://name[@version]')
+    .option('--bucket <name>', 'the AWS deployment\'s artifact bucket: s3://<name>/catalog/<plugin>/<version>.tar.gz')
+    .option('--json', 'print one JSON object')
+    .action(async (source: string, opts: { bucket?: string; json?: boolean }) => {
+      const { runPublish } = await import('./publish.ts');
+      exitCode = await runPublish({ source, bucket: opts.bucket, json: Boolean(opts.json), out: io.out, err: io.err });
+    });
 
   program
     .command('list')
