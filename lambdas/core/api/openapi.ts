@@ -15,6 +15,13 @@ const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: ref('Error') } } });
 const workspaceParam = { name: 'id', in: 'path', required: true, schema: schema(WorkspaceIdParam) };
 const pluginParam = { name: 'name', in: 'path', required: true, schema: schema(PluginNameParam) };
+const versionQuery = {
+  name: 'version',
+  in: 'query',
+  required: false,
+  description: 'external workspace: the catalog version to download (default the highest); other workspaces: must equal the installed version (else 404)',
+  schema: { type: 'string', pattern: '^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$' },
+};
 const idempotencyKey = { name: 'Idempotency-Key', in: 'header', required: false, description: 'scoped to the workspace and plugin: a retry with the same key and request returns the first execution (Idempotent-Replayed: true); the same key with another body is refused (422 IdempotencyKeyReused)', schema: { type: 'string', maxLength: 256 } };
 const unavailable = { ...errorResponse('transient failure looking up the workspace or reaching its host'), headers: { 'Retry-After': { schema: { type: 'integer' } } } };
 const accepted = { description: 'workflow started', headers: { Location: { schema: { type: 'string' } } }, content: { 'application/json': { schema: ref('Accepted') } } };
@@ -46,7 +53,7 @@ export function openApiDocument(): Record<string, unknown> {
             404: errorResponse('unknown workspace'),
             409: errorResponse('instance not running, or the plugin is busy'),
             413: errorResponse('request body larger than 64 KiB'),
-            422: errorResponse('external runtime (hint: pull via download), an https/github source without sha256, or an Idempotency-Key reused with another body (IdempotencyKeyReused)'),
+            422: errorResponse('external runtime (hint: publish to the catalog, pull via download), an https/github source without sha256 (UnpinnedSource), a source not served here (SourceNotAllowed: a filesystem path on AWS, or outside pluginctl serve --sources-dir), or an Idempotency-Key reused with another body (IdempotencyKeyReused)'),
             503: unavailable,
           },
         },
@@ -72,9 +79,15 @@ export function openApiDocument(): Record<string, unknown> {
       },
       '/workspaces/{id}/plugins/{name}/download': {
         get: {
-          summary: 'Redirect to a short-lived URL of the installed, validated tarball',
-          parameters: [workspaceParam, pluginParam],
-          responses: { 302: { description: 'redirect', headers: { Location: { schema: { type: 'string' } } } }, 404: errorResponse('unknown workspace or plugin'), 503: unavailable },
+          summary: 'Redirect to a short-lived URL of a validated tarball: the installed version, or for an external workspace the catalog\'s (latest or ?version=)',
+          parameters: [workspaceParam, pluginParam, versionQuery],
+          responses: {
+            302: { description: 'redirect to a short-lived URL naming the tarball by its sha256 (Cache-Control: no-store)', headers: { Location: { schema: { type: 'string' } }, 'Cache-Control': { schema: { type: 'string' } } } },
+            400: errorResponse('bad workspace id, plugin name or version'),
+            404: errorResponse('unknown workspace; plugin not installed (or not the ?version= asked for); for an external workspace, plugin or version not in the catalog (SourceNotFound, the hint lists the versions there)'),
+            422: errorResponse('the catalog\'s tarball does not validate (HostileTarball, InvalidManifest, RuntimeMismatch), or the deployment has no catalog (SourceNotAllowed)'),
+            503: unavailable,
+          },
         },
       },
       '/rollouts': {
