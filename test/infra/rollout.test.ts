@@ -217,6 +217,7 @@ function expectedStepStatements(app: BuiltApp, spec: RolloutStepSpec, arn: ArnPa
         lookup,
         { sid: 'StreamUploads', effect: 'Allow', actions: ['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:GetObject', 's3:PutObject'], resources: [`${bucket}/uploads/*`], condition: undefined },
         { sid: 'CommitArtifacts', effect: 'Allow', actions: ['s3:GetObject', 's3:PutObject'], resources: [`${bucket}/artifacts/*`], condition: undefined },
+        { sid: 'ReadCatalog', effect: 'Allow', actions: ['s3:GetObject'], resources: [`${bucket}/catalog/*`], condition: undefined },
         listBucket,
         docs(['s3:GetObject', 's3:PutObject']),
         locks(['s3:GetObject', 's3:PutObject']),
