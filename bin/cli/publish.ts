@@ -8,7 +8,7 @@
  * The source (a plugin directory, a .tar.gz, or local://name[@version]) is validated as an install
  * validates it (tarball rules, plugin.yaml) before anything is written; name and version come
  * from its plugin.yaml. A version is never replaced: the same bytes again succeed (`unchanged`),
- * other bytes are refused (CatalogVersionExists, exit 2).
+ * other bytes are refused (InvalidInput naming both digests, exit 2).
  *
  * --json prints one object: {status: "published"|"unchanged"|"refused"|"failed", plugin,
  * version, sha256, catalog, key, error?: {code, message, hint}}.

@@ -27,10 +27,6 @@ export const ERROR_CATEGORIES = {
   ChecksumMismatch: 'refused',
   UnpinnedSource: 'refused',
   SourceNotFound: 'refused',
-  /** A source this deployment does not serve: a filesystem path on AWS, or outside `pluginctl serve --sources-dir`. */
-  SourceNotAllowed: 'refused',
-  /** `pluginctl publish` of a version the catalog already has with other bytes. */
-  CatalogVersionExists: 'refused',
   WorkspaceNotFound: 'refused',
   WorkspaceNotRunning: 'refused',
   ExternalRuntime: 'refused',

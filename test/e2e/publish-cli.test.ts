@@ -3,7 +3,7 @@
  * --bucket, into an S3 bucket's catalog/ (s3rver, reached by the SDK's own endpoint setting
  * AWS_ENDPOINT_URL_S3 and the environment's credentials, as an operator's shell would). A
  * version is published once: the same bytes again succeed (`unchanged`), other bytes are refused
- * (exit 2, CatalogVersionExists); a hostile source is refused before anything is written; what
+ * (exit 2, InvalidInput naming both digests); a hostile source is refused before anything is written; what
  * is published installs as `local://name@version`.
  */
 import { createHash } from 'node:crypto';
@@ -48,7 +48,7 @@ describe('pluginctl publish', () => {
     await appendFile(join(dir, 'skills', 's0', 'file-0.md'), 'changed without a new version\n');
     const changed = await pluginctl(['publish', dir, '--json'], env);
     expect(changed.code).toBe(2);
-    expect(changed.json).toMatchObject({ status: 'refused', plugin: 'pub-a', version: '1.0.0', error: { code: 'CatalogVersionExists' } });
+    expect(changed.json).toMatchObject({ status: 'refused', plugin: 'pub-a', version: '1.0.0', error: { code: 'InvalidInput' } });
     expect(changed.stderr).toMatch(/^pluginctl: pub-a 1\.0\.0 is already in the catalog .* with other bytes/);
     expect(changed.stderr).toContain('hint: published versions never change');
     expect(sha256(await readFile(key))).toBe(first.json!.sha256);
@@ -81,7 +81,7 @@ describe('pluginctl publish', () => {
     await appendFile(join(dir, 'skills', 's0', 'file-0.md'), 'other bytes\n');
     const refused = await pluginctl(['publish', dir, '--bucket', s3.bucket, '--json'], awsEnv);
     expect(refused.code).toBe(2);
-    expect(refused.json).toMatchObject({ status: 'refused', error: { code: 'CatalogVersionExists' } });
+    expect(refused.json).toMatchObject({ status: 'refused', error: { code: 'InvalidInput', message: expect.stringContaining('is already in the catalog (s3://') } });
     // The local catalog was not touched.
     expect(existsSync(join(tmp, 'catalog', 'pub-b'))).toBe(false);
   });

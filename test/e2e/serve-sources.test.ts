@@ -1,7 +1,7 @@
 /**
  * `pluginctl serve` over real HTTP, on what sources it accepts and what external workspaces
  * download. Filesystem paths are served only under `--sources-dir`: /etc, ../.., a symlink out
- * of it, file:// outside it answer 422 SourceNotAllowed at POST time and no execution starts;
+ * of it, file:// outside it answer 400 (InvalidInput, naming why) at POST time and no execution starts;
  * without --sources-dir no path is served at all. An external workspace's download is a 302 to
  * a signed link of the catalog's validated tarball (latest or ?version=), 404 listing the
  * versions for one the catalog lacks; on other workspaces ?version= must be the installed one.
@@ -73,11 +73,11 @@ afterAll(async () => {
 });
 
 describe('pluginctl serve --sources-dir', () => {
-  it('refuses /etc, ../.., a symlink out of the directory and file:// outside it with 422, starting no execution', async () => {
+  it('refuses /etc, ../.., a symlink out of the directory and file:// outside it with 400, starting no execution', async () => {
     for (const source of ['/etc/passwd', '/etc', '../../etc', 'escape', join(tmp, 'outside', 'secret-1.0.0'), 'file:///etc/passwd', `file://${join(tmp, 'outside')}`]) {
       const r = await call(confined, 'POST', '/workspaces/ws1/plugins', { source });
-      expect(r.status, source).toBe(422);
-      expect(r.json, source).toMatchObject({ error: { code: 'SourceNotAllowed', hint: expect.stringContaining('--sources-dir') } });
+      expect(r.status, source).toBe(400);
+      expect(r.json, source).toMatchObject({ error: { code: 'InvalidInput', message: expect.stringMatching(/is outside the sources directory$/), hint: expect.stringContaining('--sources-dir') } });
     }
     expect(confined.engine.ids()).toEqual([]);
   });
@@ -105,7 +105,9 @@ describe('pluginctl serve --sources-dir', () => {
 
   it('without --sources-dir serves no path at all, and local:// still works', async () => {
     for (const source of [join(sourcesDir, 'served-1.0.0'), '/etc/passwd', '../../etc']) {
-      expect((await call(open, 'POST', '/workspaces/ws1/plugins', { source })).status, source).toBe(422);
+      const r = await call(open, 'POST', '/workspaces/ws1/plugins', { source });
+      expect(r.status, source).toBe(400);
+      expect(r.json, source).toMatchObject({ error: { message: expect.stringContaining('filesystem path sources are not served here') } });
     }
     expect(open.engine.ids()).toEqual([]);
     const r = await call(open, 'POST', '/workspaces/ws1/plugins', { source: 'local://cat-p@1.0.0' });

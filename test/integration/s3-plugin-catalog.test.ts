@@ -93,7 +93,8 @@ describe('S3PluginCatalog against s3rver', () => {
     expect((await publish('cat-a', '1.0.0', tarballs['cat-a@1.0.0'])).outcome).toBe('unchanged');
     const other = await goodTarball({ 'plugin.yaml': 'name: cat-a\nversion: 1.0.0\n', 'x.md': 'other bytes\n' });
     const refused = await failure(publish('cat-a', '1.0.0', other));
-    expect(refused.code).toBe('CatalogVersionExists');
+    expect(refused.code).toBe('InvalidInput');
+    expect(refused.message).toContain('is already in the catalog (s3://');
     expect(sha256(await collect(await catalog.open('cat-a', '1.0.0')))).toBe(first.sha256);
   });
 
@@ -119,15 +120,15 @@ describe('the AWS composition: local:// from catalog/ in the bucket', () => {
     expect(listing.plugins).toMatchObject([{ name: 'cat-p', version: '2.0.0', sha256: sha256(tarballs['cat-p@2.0.0']!), complete: true }]);
   });
 
-  it('refuses at once, starting nothing: a version not in the catalog (400, naming those there), filesystem paths (422)', async () => {
+  it('refuses at once, starting nothing: a version not in the catalog (400, naming those there), filesystem paths (400)', async () => {
     const before = engine.ids();
     const missing = await install('ws-cat', 'local://cat-p@9.9.9');
     expect(missing).toMatchObject({ status: 400, json: { error: { code: 'SourceNotFound', hint: 'available: 1.0.0, 2.0.0' } } });
     expect((await install('ws-cat', 'local://never-published')).status).toBe(400);
     for (const path of ['/etc/passwd', '../../etc', 'file:///etc/passwd', '/tmp']) {
       const r = await install('ws-cat', path);
-      expect(r.status, path).toBe(422);
-      expect(r.json, path).toMatchObject({ error: { code: 'SourceNotAllowed' } });
+      expect(r.status, path).toBe(400);
+      expect(r.json, path).toMatchObject({ error: { code: 'InvalidInput', message: expect.stringContaining('filesystem path sources are not served here') } });
     }
     expect(engine.ids()).toEqual(before);
   });

@@ -64,7 +64,8 @@ describe('DirectoryPluginCatalog', () => {
     expect(await catalog.publish('p', '1.0.0', v1)).toBe('unchanged');
     const other = await tarballFile('1.0.0', 'changed');
     const refused = await failure(catalog.publish('p', '1.0.0', other));
-    expect(refused.code).toBe('CatalogVersionExists');
+    expect(refused.code).toBe('InvalidInput');
+    expect(refused.message).toContain('is already in the catalog');
     expect(refused.message).toContain(v1.sha256);
     expect(refused.hint).toContain('bump the version');
     // The published bytes are untouched.
@@ -105,20 +106,21 @@ describe('filesystem path sources (SourceOptions.localPaths)', () => {
     expect((await failure(resolveSource('missing', options))).code).toBe('SourceNotFound');
   });
 
-  it('under a directory: /etc, ../.., a symlink out of it and file:// outside it are SourceNotAllowed', async () => {
+  it('under a directory: /etc, ../.., a symlink out of it and file:// outside it are refused (InvalidInput: outside the sources directory)', async () => {
     const { sources, outside } = await layout();
     const options: SourceOptions = { localPaths: { under: sources }, cwd: sources };
     for (const s of ['/etc/passwd', '/etc', '../../etc', '../outside', outside, 'escape', `file://${outside}`, 'file:///etc/passwd', `${sources}/../outside`]) {
       const e = await failure(resolveSource(s, options));
-      expect(e.code, s).toBe('SourceNotAllowed');
+      expect(e.code, s).toBe('InvalidInput');
+      expect(e.message, s).toContain('is outside the sources directory');
       expect(e.hint, s).toContain('--sources-dir');
     }
   });
 
-  it('without a policy (the AWS composition) every path is SourceNotAllowed; with `any` (the CLI) a path anywhere is served', async () => {
+  it('without a policy (the AWS composition) every path is refused; with `any` (the CLI) a path anywhere is served', async () => {
     const { outside } = await layout();
     for (const s of ['/etc/passwd', 'relative', `file://${outside}`]) {
-      expect((await failure(resolveSource(s, {}))).code, s).toBe('SourceNotAllowed');
+      expect((await failure(resolveSource(s, {}))).message, s).toContain('filesystem path sources are not served here');
     }
     expect((await collect((await resolveSource(outside, { localPaths: 'any' })).stream)).length).toBeGreaterThan(0);
   });

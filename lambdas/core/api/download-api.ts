@@ -39,7 +39,7 @@ async function redirectTo(deps: ApiDeps, key: string): Promise<ApiResponse> {
 async function fromCatalog(deps: ApiDeps, plugin: string, asked: string | undefined): Promise<ApiResponse> {
   const catalog = deps.steps.sources.catalog;
   if (!catalog || !deps.steps.artifacts.presignGet) {
-    throw new PluginError('SourceNotAllowed', 'this deployment has no plugin catalog to serve external workspaces from', 'configure the catalog (PLUGINCTL_CATALOG, or catalog/ in the artifact bucket)');
+    throw new PluginError('InvalidInput', 'this deployment has no plugin catalog to serve external workspaces from', 'configure the catalog (PLUGINCTL_CATALOG, or catalog/ in the artifact bucket)');
   }
   let version: string;
   try {

@@ -28,7 +28,7 @@ export interface PluginCatalog {
   open(name: string, version: string): Promise<Readable>;
   /**
    * Adds a version. Never replaces one: the same bytes again succeed (`unchanged`), other bytes
-   * are refused (CatalogVersionExists).
+   * are refused (InvalidInput, naming both digests).
    */
   publish(name: string, version: string, tarball: CatalogTarball): Promise<PublishOutcome>;
 }
@@ -66,7 +66,7 @@ export async function chooseVersion(catalog: PluginCatalog, name: string, versio
 /** Refusal of a publish that would replace a version with other bytes. */
 export function versionExists(name: string, version: string, where: string, existing: string, offered: string): PluginError {
   return new PluginError(
-    'CatalogVersionExists',
+    'InvalidInput',
     `${name} ${version} is already in the catalog (${where}) with other bytes (sha256 ${existing}, not ${offered})`,
     'published versions never change: bump the version in plugin.yaml and publish again',
   );

@@ -7,7 +7,7 @@
  * - a filesystem path (a tarball, or a plugin directory packed deterministically), also as
  *   `file://`: only where `SourceOptions.localPaths` allows it (the CLI: anywhere;
  *   `pluginctl serve`: under its `--sources-dir`; the AWS deployment: never). Refused with
- *   SourceNotAllowed otherwise;
+ *   InvalidInput ("not served here") otherwise;
  * - `s3://bucket/key`: GetObject through `SourceOptions.s3` (absent in embedded mode: refused);
  * - `https://…`: streamed with `SourceOptions.fetch` (absent in embedded mode: refused). Needs a
  *   pinned sha256 (checked by Prepare, see `assertSourcePinned`). Redirects are followed by hand
@@ -22,7 +22,7 @@
  *
  * Errors: absent → SourceNotFound; throttling, 5xx, network failures (also mid-stream) →
  * HostUnreachable (Prepare retries it); malformed → InvalidInput; a filesystem path this
- * deployment does not serve → SourceNotAllowed.
+ * deployment does not serve → InvalidInput (400), naming why.
  */
 import { createReadStream } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
@@ -108,7 +108,7 @@ const PATHS_HINT = 'use local://name[@version] (the catalog), s3://, https:// or
 async function allowedPath(source: string, path: string, options: SourceOptions): Promise<string> {
   const policy = options.localPaths;
   if (!policy) {
-    throw new PluginError('SourceNotAllowed', `filesystem path sources are not served here: ${JSON.stringify(source.slice(0, 200))}`, PATHS_HINT);
+    throw new PluginError('InvalidInput', `filesystem path sources are not served here: ${JSON.stringify(source.slice(0, 200))}`, PATHS_HINT);
   }
   const base = policy === 'any' ? (options.cwd ?? process.cwd()) : policy.under;
   const absolute = isAbsolute(path) ? path : resolve(base, path);
@@ -123,7 +123,7 @@ async function allowedPath(source: string, path: string, options: SourceOptions)
   }
   const rel = relative(root, real);
   if (rel === '' || rel.startsWith('..') || isAbsolute(rel) || rel.split(sep).includes('..')) {
-    throw new PluginError('SourceNotAllowed', `source ${JSON.stringify(source.slice(0, 200))} is outside the sources directory`, `put the plugin under ${policy.under} (pluginctl serve --sources-dir), or ${PATHS_HINT}`);
+    throw new PluginError('InvalidInput', `source ${JSON.stringify(source.slice(0, 200))} is outside the sources directory`, `put the plugin under ${policy.under} (pluginctl serve --sources-dir), or ${PATHS_HINT}`);
   }
   return real;
 }
