@@ -60,11 +60,21 @@ function refuse(io: Io, json: boolean, err: PluginError, argv: string[]): number
         ? sweepRefusalJson(argv, err)
         : command === 'rollout'
           ? rolloutRefusalJson(mapped.status, rolloutIdOf(argv), err)
-          : { status: mapped.status, workspace: null, plugin: null, version: null, sha256: null, stamp: null, execution: null, steps: [], error: err.toJSON() };
+          : command === 'publish'
+            ? { status: mapped.status, plugin: null, version: null, sha256: null, catalog: null, key: null, error: err.toJSON() }
+            : { status: mapped.status, workspace: null, plugin: null, version: null, sha256: null, stamp: null, execution: null, steps: [], error: err.toJSON() };
     io.out(JSON.stringify(report) + '\n');
   }
   io.err(refusalText(err));
   return mapped.exit;
+}
+
+/** The absolute path of an existing directory an option names; refused (exit 2) otherwise. */
+async function assertDirectory(path: string, option: string): Promise<string> {
+  const { realpath, stat } = await import('node:fs/promises');
+  const isDir = await stat(path).then((s) => s.isDirectory(), () => false);
+  if (!isDir) throw new PluginError('InvalidInput', `${option} ${JSON.stringify(path)} is not a directory`, `give ${option} an existing directory holding the plugin sources to serve`);
+  return realpath(path);
 }
 
 function refusalText(err: PluginError): string {
@@ -252,6 +262,17 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
   addWorkspaceCommands(program, io, (code) => (exitCode = code));
 
   program
+    .command('publish')
+    .description('validate a plugin and put it into the catalog local:// names (an S3 bucket\'s catalog/ with --bucket, else $PLUGINCTL_CATALOG)')
+    .argument('<source>', 'plugin directory, .tar.gz file, or local://name[@version]')
+    .option('--bucket <name>', 'the AWS deployment\'s artifact bucket: s3://<name>/catalog/<plugin>/<version>.tar.gz')
+    .option('--json', 'print one JSON object')
+    .action(async (source: string, opts: { bucket?: string; json?: boolean }) => {
+      const { runPublish } = await import('./publish.ts');
+      exitCode = await runPublish({ source, bucket: opts.bucket, json: Boolean(opts.json), out: io.out, err: io.err });
+    });
+
+  program
     .command('list')
     .description('list installed plugins with version, sha256, install time and completeness')
     .requiredOption('--workspace <id>', 'workspace')
@@ -309,15 +330,18 @@ export async function main(argv: string[], io: Io = { out: (t) => process.stdout
     .command('serve')
     .description('serve the HTTP API on localhost (same routes as API Gateway); needs PLUGINCTL_TOKEN')
     .option('--port <n>', 'port to listen on (0 picks a free one)', '8787')
-    .action(async (opts: { port: string }) => {
+    .option('--sources-dir <dir>', 'serve filesystem path sources under this directory only (default: none; local:// catalog sources always)')
+    .action(async (opts: { port: string; sourcesDir?: string }) => {
       const token = assertServeToken(process.env.PLUGINCTL_TOKEN);
       const port = Number(opts.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new PluginError('InvalidInput', `invalid port ${JSON.stringify(opts.port)}`, 'use 0-65535');
       const [{ startServer }, { localDepsFromEnv }] = await Promise.all([import('./serve.ts'), import('../../lambdas/commons/local-deps.ts')]);
       const deps = localDepsFromEnv();
+      const sourcesDir = opts.sourcesDir === undefined ? undefined : await assertDirectory(opts.sourcesDir, '--sources-dir');
       const running = await startServer({
         home: deps.home,
-        catalogDir: deps.sources.catalogDir,
+        catalogDir: deps.catalog.dir,
+        sourcesDir,
         leaseSeconds: deps.leaseSeconds,
         token,
         port,

@@ -5,6 +5,8 @@
  * rollout` does, its documents in the directory RolloutStore under $PLUGINCTL_HOME/artifacts).
  * Every route needs `Authorization: Bearer $PLUGINCTL_TOKEN`, except the signed download links it
  * hands out (their signature is the credential, as with S3 presigned URLs).
+ * Filesystem path sources are served only under `sourcesDir` (`--sources-dir`), none without it:
+ * the server must not read whatever path a caller names.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -19,7 +21,9 @@ import { LocalWorkflowEngine } from '../../lambdas/core/workflow/local-workflow-
 import { PluginError } from '../../lambdas/core/errors.ts';
 import { assertServeToken } from './serve-token.ts';
 
-export interface ServeOptions extends Omit<LocalDepsOptions, 'host'> {
+export interface ServeOptions extends Omit<LocalDepsOptions, 'host' | 'sourcesDir' | 'cwd'> {
+  /** The only directory filesystem path sources may be under (default: none are served). */
+  sourcesDir?: string;
   token: string;
   port: number;
   /** Loopback only unless told otherwise. */
@@ -89,7 +93,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   assertServeToken(options.token);
   const hostname = options.hostname ?? '127.0.0.1';
   const secret = randomBytes(32);
-  const base = localDeps(options);
+  const base = localDeps({ ...options, sourcesDir: options.sourcesDir ?? null });
   const server = createServer({ keepAliveTimeout: KEEP_ALIVE_MS });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, hostname, options.port)));
@@ -130,7 +134,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? v.join(',') : v]));
         const response = body.tooLarge
           ? { status: 413, headers: { 'content-type': 'application/json', connection: 'close' }, body: JSON.stringify({ error: { code: 'InvalidInput', message: `request body is larger than ${limit} bytes`, hint: 'send only the fields of the route\'s request body (GET /openapi.json)' } }) }
-          : await handleApiRequest({ method: req.method ?? 'GET', path, headers, body: body.text || null }, { steps: deps, engine });
+          : await handleApiRequest({ method: req.method ?? 'GET', path, query: Object.fromEntries(parsed.searchParams), headers, body: body.text || null }, { steps: deps, engine });
         options.log?.(`${req.method} ${path} → ${response.status}`);
         send(res, response.status, response.headers, response.body);
       } catch (err) {

@@ -3,6 +3,8 @@
  *
  *   uploads/<uuid>.tar.gz          Prepare streams a source here while validating it; expired after 1 day
  *   artifacts/sha256/<hex>.tar.gz  committed tarballs, read by StageOnHost (and presigned for SSM hosts)
+ *   catalog/<name>/<version>.tar.gz  the plugin catalog local://name[@version] names (pluginctl publish
+ *                                  --bucket puts versions there); read by Prepare, PlanRollout and the api
  *
  * Private (all public access blocked, bucket-owner-enforced ownership), encrypted with S3-managed
  * keys, TLS only. Server access logs go to a separate log bucket (same settings, logs kept 90 days).
@@ -14,6 +16,7 @@ import { Construct } from 'constructs';
 /** Key prefixes the Lambdas write and read; IAM grants are scoped to these. */
 export const UPLOADS_PREFIX = 'uploads/';
 export const ARTIFACTS_PREFIX = 'artifacts/';
+export const CATALOG_PREFIX = 'catalog/';
 
 export interface ArtifactBucketProps {
   /** Days the access logs are kept. Default 90. */

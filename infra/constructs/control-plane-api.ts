@@ -48,12 +48,12 @@ import { toJSONSchema, type ZodType } from 'zod';
 import { InstallBody, RolloutBody } from '../../lambdas/core/api/api-schemas.ts';
 import { WORKFLOWS, type WorkflowName } from '../../lambdas/core/workflow/workflow-files.ts';
 import type { InstallerSettings } from '../settings.ts';
-import { ARTIFACTS_PREFIX } from './artifact-bucket.ts';
 import { acknowledge, acknowledgeWildcardResource } from './nag.ts';
 import { ROLLOUTS_PREFIX } from './rollout-steps.ts';
 import { deployedName, executionsOf, type RolloutWorkflow } from './rollout-workflow.ts';
 import {
   grantHostAccess,
+  grantSourceStorage,
   grantVpcNetworkInterfaces,
   grantWorkspaceLookup,
   HANDLERS_DIR,
@@ -299,14 +299,10 @@ export class ControlPlaneApi extends Construct {
       actions: ['s3:PutObject'],
       resources: [props.bucket.arnForObjects(`${ROLLOUTS_PREFIX}*/request.json`)],
     }));
-    role.addToPolicy(new iam.PolicyStatement({
-      sid: 'PresignDownloads',
-      actions: ['s3:GetObject'],
-      resources: [props.bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`)],
-    }));
-    // The download route checks the tarball is still stored (HeadObject): without ListBucket S3
-    // answers a missing key with 403, and "gone" could not be told from "denied".
-    role.addToPolicy(new iam.PolicyStatement({ sid: 'TellMissingFromDenied', actions: ['s3:ListBucket'], resources: [props.bucket.bucketArn] }));
+    // The download route presigns GETs of artifacts/ (the URL carries these rights) and, for an
+    // external workspace, validates the catalog's tarball and stores it under its digest first:
+    // Prepare's rights (POST …/plugins also reads catalog/ to refuse a version it lacks at once).
+    grantSourceStorage(role, props.bucket, 'The api function (an external workspace\'s download, and the install route\'s source check)');
     if (settings.vpc) grantVpcNetworkInterfaces(role);
 
     for (const [i, arn] of executionArns.entries()) {
@@ -330,11 +326,6 @@ export class ControlPlaneApi extends Construct {
       role,
       props.bucket.arnForObjects(`${ROLLOUTS_PREFIX}*/request.json`),
       'POST /rollouts stores the request (up to 10,000 targets, too big for an execution input) at rollouts/<rollout id>/request.json; the grant is write-only and limited to those keys.',
-    );
-    acknowledgeWildcardResource(
-      role,
-      props.bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`),
-      'The download route presigns a GET of the installed tarball, named by its sha256 digest below artifacts/; the grant is read-only and limited to that prefix.',
     );
     acknowledgeWildcardResource(
       role,

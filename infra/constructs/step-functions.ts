@@ -44,7 +44,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { eicNetworkPath, type InstallerSettings, type VpcPlacement } from '../settings.ts';
-import { ARTIFACTS_PREFIX, UPLOADS_PREFIX } from './artifact-bucket.ts';
+import { ARTIFACTS_PREFIX, CATALOG_PREFIX, UPLOADS_PREFIX } from './artifact-bucket.ts';
 import type { HostDocument } from './host-document.ts';
 import { acknowledge, acknowledgeWildcardResource } from './nag.ts';
 import { ROLLOUT_LOCKS_PREFIX, ROLLOUT_STEP_SPECS, ROLLOUTS_PREFIX, SKIP_CHECK_ROUNDS, type RolloutStepSpec } from './rollout-steps.ts';
@@ -277,8 +277,9 @@ export function grantHostAccess(role: iam.Role, settings: InstallerSettings, who
 }
 
 /**
- * Prepare's S3 rights (the install's Prepare, and PlanRollout, which runs the same code): stream
- * the source into uploads/ while validating it, commit it under its digest in artifacts/.
+ * Prepare's S3 rights (the install's Prepare, PlanRollout and the api's external download, which
+ * run the same code): read `local://` sources from catalog/ (listed with ListBucket), stream the
+ * source into uploads/ while validating it, commit it under its digest in artifacts/.
  */
 export function grantSourceStorage(role: iam.Role, bucket: IBucket, who: string): void {
   role.addToPolicy(new iam.PolicyStatement({
@@ -292,8 +293,14 @@ export function grantSourceStorage(role: iam.Role, bucket: IBucket, who: string)
     actions: ['s3:PutObject', 's3:GetObject'],
     resources: [bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`)],
   }));
+  role.addToPolicy(new iam.PolicyStatement({
+    sid: 'ReadCatalog',
+    actions: ['s3:GetObject'],
+    resources: [bucket.arnForObjects(`${CATALOG_PREFIX}*`)],
+  }));
   // Without ListBucket S3 answers HeadObject on a missing key with 403, not 404, and commit()
-  // could not tell "not stored yet" from "denied". Keys are sha256 digests and random ids.
+  // could not tell "not stored yet" from "denied". Keys are sha256 digests and random ids. It
+  // also lists catalog/<name>/ for the versions of a local:// source.
   role.addToPolicy(new iam.PolicyStatement({
     sid: 'TellMissingFromDenied',
     actions: ['s3:ListBucket'],
@@ -301,6 +308,7 @@ export function grantSourceStorage(role: iam.Role, bucket: IBucket, who: string)
   }));
   acknowledgeWildcardResource(role, bucket.arnForObjects(`${UPLOADS_PREFIX}*`), `${who} writes each upload under a fresh random key below uploads/; the grant is limited to that prefix of the artifact bucket.`);
   acknowledgeWildcardResource(role, bucket.arnForObjects(`${ARTIFACTS_PREFIX}*`), `${who} commits tarballs under their sha256 digest below artifacts/; the grant is limited to that prefix of the artifact bucket.`);
+  acknowledgeWildcardResource(role, bucket.arnForObjects(`${CATALOG_PREFIX}*`), `${who} reads plugin versions from the catalog, catalog/<name>/<version>.tar.gz; the grant is read-only and limited to that prefix of the artifact bucket.`);
 }
 
 /**

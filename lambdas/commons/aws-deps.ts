@@ -2,7 +2,9 @@
  * The AWS composition root: every port backed by an AWS service, built once per Lambda
  * container from environment variables (set by infra/):
  *   ARTIFACT_BUCKET      S3 bucket of validated tarballs (required); also holds the fleet
- *                        rollouts' documents (rollouts/…, rollout-locks/…: S3RolloutStore)
+ *                        rollouts' documents (rollouts/…, rollout-locks/…: S3RolloutStore) and
+ *                        the plugin catalog `local://name[@version]` resolves against
+ *                        (catalog/<name>/<version>.tar.gz: S3PluginCatalog)
  *   DEFAULT_TRANSPORT    eic | ssm, for instances without a PluginTransport tag (default ssm)
  *   EIC_OS_USER          OS user EC2 Instance Connect pushes keys for (default ubuntu)
  *   EIC_ENDPOINT_ID, EIC_ENDPOINT_DNS   connect through an EIC Endpoint (optional)
@@ -23,6 +25,7 @@ import { EC2InstanceConnectClient } from '@aws-sdk/client-ec2-instance-connect';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { S3ArtifactStore } from '../core/artifacts/s3-artifact-store.ts';
+import { S3PluginCatalog } from '../core/catalog/s3-plugin-catalog.ts';
 import { PluginError } from '../core/errors.ts';
 import { S3RolloutStore } from '../core/rollout/s3-rollout-store.ts';
 import { eicHostResolver, type TunnelRefusal } from '../core/host/eic-host.ts';
@@ -95,7 +98,8 @@ export function awsDeps(env: NodeJS.ProcessEnv = process.env, clients: AwsClient
     artifacts: new S3ArtifactStore({ client: clients.s3, bucket }),
     // The rollout steps' store; the plugin workflows' steps never touch it (and IAM keeps them off rollouts/*).
     rollouts: new S3RolloutStore({ client: clients.s3, bucket }),
-    sources: { s3: clients.s3, fetch: globalThis.fetch },
+    // No filesystem paths (localPaths absent): a Lambda has none of the caller's files to read.
+    sources: { s3: clients.s3, fetch: globalThis.fetch, catalog: new S3PluginCatalog({ client: clients.s3, bucket }) },
     leaseSeconds: positiveInt(env.LEASE_SECONDS, 900),
     // Lambda cannot vouch for a process on the workspace host: leases expire instead.
     lockOwnerPid: 0,

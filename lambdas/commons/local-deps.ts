@@ -4,10 +4,14 @@
  *   workspaces/<id>/root/  each workspace's "host" filesystem
  *   artifacts/             ArtifactStore (content-addressed tarballs) and RolloutStore (artifacts/rollouts/…)
  *   events.jsonl           EventSink (what EventBridge receives on AWS)
+ * The plugin catalog (`local://`) is a directory: `$PLUGINCTL_CATALOG`, default docs/catalog.
+ * Filesystem path sources are served anywhere (the CLI reads its own user's files) unless
+ * `sourcesDir` confines them (`pluginctl serve --sources-dir`; `null`: none at all).
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DirectoryArtifactStore } from '../core/artifacts/directory-artifact-store.ts';
+import { DirectoryPluginCatalog } from '../core/catalog/directory-plugin-catalog.ts';
 import type { EventSink } from '../core/events/event-sink.ts';
 import { JsonlEventSink } from '../core/events/jsonl-event-sink.ts';
 import { localHostResolver } from '../core/host/host-resolver.ts';
@@ -22,6 +26,11 @@ export const BUNDLED_CATALOG = fileURLToPath(new URL('../../docs/catalog', impor
 export interface LocalDepsOptions {
   home: string;
   catalogDir?: string;
+  /**
+   * Where filesystem path sources may be: undefined → anywhere (the CLI); a directory → only
+   * under it, relative paths resolved against it (`pluginctl serve --sources-dir`); null → nowhere.
+   */
+  sourcesDir?: string | null;
   cwd?: string;
   leaseSeconds?: number;
   host?: LocalHostOptions;
@@ -31,6 +40,7 @@ export interface LocalDepsOptions {
 export interface LocalDeps extends StepDeps {
   workspaces: JsonWorkspaceDirectory;
   rollouts: DirectoryRolloutStore;
+  catalog: DirectoryPluginCatalog;
   home: string;
   /** Where the workflows' Notify states deliver locally (EventBridge does this on AWS). */
   events: EventSink;
@@ -39,6 +49,8 @@ export interface LocalDeps extends StepDeps {
 export function localDeps(options: LocalDepsOptions): LocalDeps {
   const home = resolve(options.home);
   const clock = options.clock ?? (() => new Date());
+  const catalog = new DirectoryPluginCatalog(options.catalogDir ?? BUNDLED_CATALOG);
+  const sourcesDir = options.sourcesDir === undefined || options.sourcesDir === null ? options.sourcesDir : resolve(options.sourcesDir);
   return {
     home,
     workspaces: new JsonWorkspaceDirectory(home),
@@ -46,7 +58,11 @@ export function localDeps(options: LocalDepsOptions): LocalDeps {
     artifacts: new DirectoryArtifactStore(resolve(home, 'artifacts')),
     rollouts: new DirectoryRolloutStore(resolve(home, 'artifacts')),
     events: new JsonlEventSink(resolve(home, 'events.jsonl'), clock),
-    sources: { catalogDir: options.catalogDir ?? BUNDLED_CATALOG, cwd: options.cwd },
+    catalog,
+    sources: {
+      catalog,
+      ...(sourcesDir === undefined ? { localPaths: 'any' as const, cwd: options.cwd } : sourcesDir === null ? {} : { localPaths: { under: sourcesDir }, cwd: sourcesDir }),
+    },
     leaseSeconds: options.leaseSeconds ?? 900,
     // The CLI process is the lock holder locally: if it dies, the lock is provably abandoned.
     lockOwnerPid: process.pid,

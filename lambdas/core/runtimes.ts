@@ -14,7 +14,11 @@ const PLUGIN_ROOTS: Record<Exclude<Runtime, 'external'>, string> = {
   langgraph: '/opt/configs/plugins',
 };
 
-export const EXTERNAL_HINT = 'external workspaces pull plugins via GET /workspaces/:id/plugins/:name/download';
+/**
+ * What to do instead of pushing to an external workspace: its agent pulls from the plugin catalog
+ * (which `pluginctl publish` fills) through the download route.
+ */
+export const EXTERNAL_HINT = 'publish the plugin to the catalog (pluginctl publish), then the workspace pulls it: GET /workspaces/{id}/plugins/{name}/download[?version=]';
 
 export function assertRuntime(value: unknown): Runtime {
   if (typeof value === 'string' && (RUNTIMES as readonly string[]).includes(value)) return value as Runtime;

@@ -18,7 +18,7 @@ export function apiHandler(getDeps: () => Promise<ApiDeps>) {
     const base = await getDeps();
     try {
       const response = await handleApiRequest(
-        { method: event.httpMethod, path: event.path, headers, body: rawBody },
+        { method: event.httpMethod, path: event.path, query: { ...event.queryStringParameters }, headers, body: rawBody },
         { ...base, basePath: stage && stage !== '$default' ? `/${stage}` : '' },
       );
       logger.info('api request', { method: event.httpMethod, path: event.path, status: response.status, caller: event.requestContext?.identity?.userArn });

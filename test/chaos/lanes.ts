@@ -249,7 +249,8 @@ async function awsLane(transport: 'eic' | 'ssm', hostTimeoutMs: number): Promise
     throw err;
   }
   const aws = world;
-  const base: ChaosDeps = { ...aws.deps, hostTimeoutMs };
+  // The lane's versions are plugin directories on this machine: paths allowed, as the CLI allows them.
+  const base: ChaosDeps = { ...aws.deps, hostTimeoutMs, sources: { ...aws.deps.sources, localPaths: 'any' } };
   const root = aws.pluginsRoot(workspace);
   const hostRoot = eic ? eic.hostRoot : aws.ssm.hostRoot;
   const scratch = await mkdtemp(join(tmpdir(), `chaos-${transport}-`));

@@ -48,7 +48,7 @@ describe('the compiled pluginctl', () => {
   it('--help lists every command from build/, loading no .ts file and none of the packages only the commands need', async () => {
     const r = await tracedRun(['--help']);
     expect(r.code).toBe(0);
-    for (const command of ['install', 'rollback', 'uninstall', 'rollout', 'list', 'sweep', 'serve']) expect(r.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
+    for (const command of ['install', 'rollback', 'uninstall', 'rollout', 'publish', 'list', 'sweep', 'serve']) expect(r.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     const own = r.loaded.filter((url) => url.startsWith(pathToFileURL(REPO).href) && !url.includes('/node_modules/'));
     expect(own.filter((url) => !url.includes('/build/') && !url.endsWith('/bin/pluginctl.js'))).toEqual([]);
     expect(own.filter((url) => url.endsWith('.ts'))).toEqual([]);

@@ -127,7 +127,7 @@ describe('pluginctl serve', () => {
     for (const [method, path, body] of [['POST', '/workspaces/ext/plugins', { source: 'local://hello-skills' }], ['DELETE', '/workspaces/ext/plugins/hello-skills', undefined]] as const) {
       const r = await call(method, path, body);
       expect(r.status).toBe(422);
-      expect(r.json).toMatchObject({ error: { code: 'ExternalRuntime', hint: 'external workspaces pull plugins via GET /workspaces/:id/plugins/:name/download' } });
+      expect(r.json).toMatchObject({ error: { code: 'ExternalRuntime', hint: expect.stringMatching(/^publish the plugin to the catalog \(pluginctl publish\), then the workspace pulls it: GET \/workspaces\/\{id\}\/plugins\/\{name\}\/download/) } });
     }
   });
 

@@ -9,6 +9,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3ArtifactStore } from '../../lambdas/core/artifacts/s3-artifact-store.ts';
+import { DirectoryPluginCatalog } from '../../lambdas/core/catalog/directory-plugin-catalog.ts';
+import { S3PluginCatalog } from '../../lambdas/core/catalog/s3-plugin-catalog.ts';
 import { JsonlEventSink } from '../../lambdas/core/events/jsonl-event-sink.ts';
 import type { EventSink } from '../../lambdas/core/events/event-sink.ts';
 import { transportResolver, type HostResolver } from '../../lambdas/core/host/host-resolver.ts';
@@ -60,6 +62,11 @@ export interface AwsWorldOptions {
   ownRoots?: boolean;
   /** Where the workflows find `local://` sources (default the bundled catalog). */
   catalogDir?: string;
+  /**
+   * `bucket`: the catalog is `catalog/` in the world's bucket, as aws-deps.ts wires it (empty:
+   * the test publishes into it); default a catalog directory (catalogDir), so tests need not.
+   */
+  catalog?: 'directory' | 'bucket';
 }
 
 export async function startAwsWorld(workspaces: WorkspaceSpec[], options: AwsWorldOptions = {}): Promise<AwsWorld> {
@@ -92,7 +99,11 @@ export async function startAwsWorld(workspaces: WorkspaceSpec[], options: AwsWor
     hosts: transportResolver({ ssm: ssm.resolver, ...(options.eic ? { eic: options.eic.resolver } : {}) }),
     artifacts: new S3ArtifactStore({ client: s3.client, bucket: s3.bucket }),
     rollouts: new DirectoryRolloutStore(join(dir, 'rollouts')),
-    sources: { s3: s3.client, catalogDir: options.catalogDir ?? BUNDLED_CATALOG },
+    // No filesystem paths, as on AWS (localPaths absent).
+    sources: {
+      s3: s3.client,
+      catalog: options.catalog === 'bucket' ? new S3PluginCatalog({ client: s3.client, bucket: s3.bucket }) : new DirectoryPluginCatalog(options.catalogDir ?? BUNDLED_CATALOG),
+    },
     leaseSeconds: 600,
     lockOwnerPid: 0,
     hostTimeoutMs: 30_000,

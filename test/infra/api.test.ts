@@ -427,7 +427,10 @@ describe('api Lambda IAM', () => {
     const bucket = `<${logicalId(base.stack.bucket)}.Arn>`;
     const s3 = statements(base).filter((s) => s.actions.some((a) => a.startsWith('s3:')));
     expect(s3).toEqual(sortStatements([
-      { sid: 'PresignDownloads', effect: 'Allow', actions: ['s3:GetObject'], resources: [`${bucket}/artifacts/*`], condition: undefined },
+      // Prepare's rights: an external workspace's download validates and stores the catalog's tarball.
+      { sid: 'StreamUploads', effect: 'Allow', actions: ['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:GetObject', 's3:PutObject'], resources: [`${bucket}/uploads/*`], condition: undefined },
+      { sid: 'CommitArtifacts', effect: 'Allow', actions: ['s3:GetObject', 's3:PutObject'], resources: [`${bucket}/artifacts/*`], condition: undefined },
+      { sid: 'ReadCatalog', effect: 'Allow', actions: ['s3:GetObject'], resources: [`${bucket}/catalog/*`], condition: undefined },
       { sid: 'TellMissingFromDenied', effect: 'Allow', actions: ['s3:ListBucket'], resources: [bucket], condition: undefined },
       { sid: 'ReadRolloutReports', effect: 'Allow', actions: ['s3:GetObject'], resources: [`${bucket}/rollouts/*`], condition: undefined },
       { sid: 'StoreRolloutRequests', effect: 'Allow', actions: ['s3:PutObject'], resources: [`${bucket}/rollouts/*/request.json`], condition: undefined },
@@ -437,7 +440,7 @@ describe('api Lambda IAM', () => {
   });
 
   it('has nothing else: own logs, X-Ray, the workspace lookup (and the ENI actions with VPC placement)', () => {
-    const known = new Set([...HOST_SIDS, 'StartWorkflows', 'FollowWorkflows', 'StartRollouts', 'FollowRollouts', 'PresignDownloads', 'TellMissingFromDenied', 'ReadRolloutReports', 'StoreRolloutRequests']);
+    const known = new Set([...HOST_SIDS, 'StartWorkflows', 'FollowWorkflows', 'StartRollouts', 'FollowRollouts', 'StreamUploads', 'CommitArtifacts', 'ReadCatalog', 'TellMissingFromDenied', 'ReadRolloutReports', 'StoreRolloutRequests']);
     const rest = (app: BuiltApp) => statements(app).filter((s) => !known.has(s.sid));
     expect(rest(base)).toEqual(sortStatements([
       { sid: 'WriteOwnLogs', effect: 'Allow', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [`<${logicalId(base.stack.api.logGroup)}.Arn>`], condition: undefined },

@@ -3,7 +3,7 @@
  * statemachine/rollout.asl.json byte for byte with every placeholder filled by the stack, its role
  * has exactly the statements docs/workflows.md lists, and each rollout step Lambda's role has
  * exactly what its step touches (S3 only on rollouts/*, rollout-locks/* and, for PlanRollout,
- * Prepare's uploads/* and artifacts/*). Two stacks: the defaults, and one with VPC placement, an
+ * Prepare's uploads/*, artifacts/* and catalog/*). Two stacks: the defaults, and one with VPC placement, an
  * EIC endpoint and an account/region (ARNs literal).
  */
 import { readdirSync } from 'node:fs';
@@ -217,6 +217,7 @@ function expectedStepStatements(app: BuiltApp, spec: RolloutStepSpec, arn: ArnPa
         lookup,
         { sid: 'StreamUploads', effect: 'Allow', actions: ['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:GetObject', 's3:PutObject'], resources: [`${bucket}/uploads/*`], condition: undefined },
         { sid: 'CommitArtifacts', effect: 'Allow', actions: ['s3:GetObject', 's3:PutObject'], resources: [`${bucket}/artifacts/*`], condition: undefined },
+        { sid: 'ReadCatalog', effect: 'Allow', actions: ['s3:GetObject'], resources: [`${bucket}/catalog/*`], condition: undefined },
         listBucket,
         docs(['s3:GetObject', 's3:PutObject']),
         locks(['s3:GetObject', 's3:PutObject']),
@@ -330,14 +331,14 @@ describe('rollout step Lambdas', () => {
     }
   });
 
-  it('S3 only on rollouts/* and rollout-locks/* (PlanRollout also Prepare\'s uploads/* and artifacts/*); only NextWave reaches hosts; no wildcard action', () => {
+  it('S3 only on rollouts/* and rollout-locks/* (PlanRollout also Prepare\'s uploads/*, artifacts/* and catalog/*); only NextWave reaches hosts; no wildcard action', () => {
     const bucket = `<${logicalId(base.stack.bucket)}.Arn>`;
     for (const spec of ROLLOUT_STEP_SPECS) {
       const statements = roleStatements(base.template, logicalId(rolloutStep(base, spec).role));
       const actions = statements.flatMap(actionsOf);
       for (const action of actions) expect(action, spec.file).not.toContain('*');
       const s3Resources = statements.filter((s) => actionsOf(s).some((a) => a.startsWith('s3:'))).flatMap((s) => resourcesOf(s).map(flat));
-      const allowed = [`${bucket}/rollouts/*`, `${bucket}/rollout-locks/*`, bucket, ...(spec.storesSource ? [`${bucket}/uploads/*`, `${bucket}/artifacts/*`] : [])];
+      const allowed = [`${bucket}/rollouts/*`, `${bucket}/rollout-locks/*`, bucket, ...(spec.storesSource ? [`${bucket}/uploads/*`, `${bucket}/artifacts/*`, `${bucket}/catalog/*`] : [])];
       for (const resource of s3Resources) expect(allowed, `${spec.file}: ${resource}`).toContain(resource);
       const host = actions.some((a) => a.startsWith('ec2-instance-connect:') || a.startsWith('ssm:'));
       expect(host, spec.file).toBe(spec.file === 'rollout/next-wave');

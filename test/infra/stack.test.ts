@@ -294,6 +294,7 @@ function expectedStatements(app: BuiltApp, spec: StepSpec, arn: ArnParts, osUser
     list.push(
       { sid: 'StreamUploads', effect: 'Allow', actions: ['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:GetObject', 's3:PutObject'], resources: [`${bucket}/uploads/*`], condition: undefined },
       { sid: 'CommitArtifacts', effect: 'Allow', actions: ['s3:GetObject', 's3:PutObject'], resources: [`${bucket}/artifacts/*`], condition: undefined },
+      { sid: 'ReadCatalog', effect: 'Allow', actions: ['s3:GetObject'], resources: [`${bucket}/catalog/*`], condition: undefined },
       { sid: 'TellMissingFromDenied', effect: 'Allow', actions: ['s3:ListBucket'], resources: [bucket], condition: undefined },
     );
   }

@@ -127,7 +127,7 @@ describe('POST /workspaces/{id}/plugins', () => {
 
   it('422 with the hint for an external workspace, and for an unpinned https source', async () => {
     const ext = await call(fixture('post-install', (e) => retarget(e, 'ws-ext')));
-    expect(ext).toMatchObject({ status: 422, json: { error: { code: 'ExternalRuntime', hint: 'external workspaces pull plugins via GET /workspaces/:id/plugins/:name/download' } } });
+    expect(ext).toMatchObject({ status: 422, json: { error: { code: 'ExternalRuntime', hint: expect.stringMatching(/^publish the plugin to the catalog \(pluginctl publish\), then the workspace pulls it: GET \/workspaces\/\{id\}\/plugins\/\{name\}\/download/) } } });
     const unpinned = await call(fixture('post-install', (e) => (e.body = JSON.stringify({ source: 'https://example.com/p.tar.gz' }))));
     expect(unpinned).toMatchObject({ status: 422, json: { error: { code: 'UnpinnedSource' } } });
   });

@@ -13,6 +13,7 @@ import { extract } from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BUNDLED_CATALOG } from '../../lambdas/commons/local-deps.ts';
 import { parseManifest } from '../../lambdas/core/manifest.ts';
+import { DirectoryPluginCatalog } from '../../lambdas/core/catalog/directory-plugin-catalog.ts';
 import { compareVersions, resolveSource } from '../../lambdas/core/sources/resolve-source.ts';
 import { inspectTarball } from '../../lambdas/core/tarball/inspect-tarball.ts';
 import { packDirectory } from '../../lambdas/core/tarball/pack-directory.ts';
@@ -165,26 +166,29 @@ describe('packDirectory', () => {
   });
 });
 
+/** The CLI's policy: a filesystem path anywhere is a source. */
+const ANY_PATH = { localPaths: 'any' } as const;
+
 describe('resolveSource', () => {
   async function manifestOf(stream: Readable) {
     return parseManifest((await inspectTarball(stream)).manifestText);
   }
 
   it('local://hello-skills picks the latest version of the bundled catalog, 1.1.0', async () => {
-    const r = await resolveSource('local://hello-skills', { catalogDir: BUNDLED_CATALOG });
+    const r = await resolveSource('local://hello-skills', { catalog: new DirectoryPluginCatalog(BUNDLED_CATALOG) });
     expect(r.description).toBe('local://hello-skills@1.1.0');
     expect(await manifestOf(r.stream)).toMatchObject({ name: 'hello-skills', version: '1.1.0' });
   });
 
   it('local://hello-skills@1.0.0 picks that version', async () => {
-    const r = await resolveSource('local://hello-skills@1.0.0', { catalogDir: BUNDLED_CATALOG });
+    const r = await resolveSource('local://hello-skills@1.0.0', { catalog: new DirectoryPluginCatalog(BUNDLED_CATALOG) });
     expect(r.description).toBe('local://hello-skills@1.0.0');
     expect(await manifestOf(r.stream)).toMatchObject({ name: 'hello-skills', version: '1.0.0' });
   });
 
   it('an unknown plugin or version is SourceNotFound; the latter lists what is available', async () => {
-    expect((await failure(resolveSource('local://no-such-plugin', { catalogDir: BUNDLED_CATALOG }))).code).toBe('SourceNotFound');
-    const e = await failure(resolveSource('local://hello-skills@9.9.9', { catalogDir: BUNDLED_CATALOG }));
+    expect((await failure(resolveSource('local://no-such-plugin', { catalog: new DirectoryPluginCatalog(BUNDLED_CATALOG) }))).code).toBe('SourceNotFound');
+    const e = await failure(resolveSource('local://hello-skills@9.9.9', { catalog: new DirectoryPluginCatalog(BUNDLED_CATALOG) }));
     expect(e.code).toBe('SourceNotFound');
     expect(e.hint).toContain('1.0.0, 1.1.0');
     expect((await failure(resolveSource('local://hello-skills'))).code).toBe('SourceNotFound');
@@ -192,22 +196,22 @@ describe('resolveSource', () => {
 
   it('a malformed catalog reference is InvalidInput', async () => {
     for (const s of ['local://Hello', 'local://hello-skills@1 0', 'local://..']) {
-      expect((await failure(resolveSource(s, { catalogDir: BUNDLED_CATALOG }))).code, s).toBe('InvalidInput');
+      expect((await failure(resolveSource(s, { catalog: new DirectoryPluginCatalog(BUNDLED_CATALOG) }))).code, s).toBe('InvalidInput');
     }
   });
 
-  it('s3://, https:// and github:// are refused in embedded mode', async () => {
+  it('s3://, https:// and github:// are refused in embedded mode (no S3 client, no fetch)', async () => {
     for (const s of ['s3://x/y', 'https://example.com/p.tar.gz', 'github://o/r']) {
       const e = await failure(resolveSource(s));
       expect(e.code).toBe('InvalidInput');
-      expect(e.message).toContain('embedded mode');
+      expect(e.message).toContain('is not available here');
     }
   });
 
   it('refuses empty, multi-line and missing sources', async () => {
     expect((await failure(resolveSource(''))).code).toBe('InvalidInput');
     expect((await failure(resolveSource('a\nb'))).code).toBe('InvalidInput');
-    expect((await failure(resolveSource(join(tmp, 'missing')))).code).toBe('SourceNotFound');
+    expect((await failure(resolveSource(join(tmp, 'missing'), ANY_PATH))).code).toBe('SourceNotFound');
   });
 
   it('orders catalog versions numerically, serves tarballs and directories, resolves relative paths', async () => {
@@ -216,26 +220,26 @@ describe('resolveSource', () => {
       await mkdir(join(catalog, 'p', v), { recursive: true });
       await writeFile(join(catalog, 'p', v, 'plugin.yaml'), `name: p\nversion: ${v}\n`);
     }
-    const latest = await resolveSource('local://p', { catalogDir: catalog });
+    const latest = await resolveSource('local://p', { catalog: new DirectoryPluginCatalog(catalog) });
     expect(latest.description).toBe('local://p@1.10.0');
     expect((await manifestOf(latest.stream)).version).toBe('1.10.0');
 
     const tarball = await goodTarball({ 'plugin.yaml': 'name: p\nversion: 2.0.0\n' });
     await writeFile(join(catalog, 'p', '2.0.0.tar.gz'), tarball);
-    const fromTarball = await resolveSource('local://p', { catalogDir: catalog });
+    const fromTarball = await resolveSource('local://p', { catalog: new DirectoryPluginCatalog(catalog) });
     expect(fromTarball.description).toBe('local://p@2.0.0');
     expect(sha256(await collect(fromTarball.stream))).toBe(sha256(tarball));
 
-    const relative = await resolveSource('catalog/p/2.0.0.tar.gz', { cwd: tmp });
+    const relative = await resolveSource('catalog/p/2.0.0.tar.gz', { cwd: tmp, localPaths: 'any' });
     expect(sha256(await collect(relative.stream))).toBe(sha256(tarball));
-    const fileUrl = await resolveSource(`file://${join(catalog, 'p', '1.9.0')}`);
+    const fileUrl = await resolveSource(`file://${join(catalog, 'p', '1.9.0')}`, ANY_PATH);
     expect((await manifestOf(fileUrl.stream)).version).toBe('1.9.0');
   });
 
   it('a directory source is packed deterministically: same tree, same sha256 as packDirectory', async () => {
     const dir = join(tmp, 'src');
     await cp(join(BUNDLED_CATALOG, 'hello-skills', '1.0.0'), dir, { recursive: true });
-    const viaSource = await collect((await resolveSource(dir)).stream);
+    const viaSource = await collect((await resolveSource(dir, ANY_PATH)).stream);
     const direct = await collect(packDirectory(join(BUNDLED_CATALOG, 'hello-skills', '1.0.0')));
     expect(sha256(viaSource)).toBe(sha256(direct));
   });

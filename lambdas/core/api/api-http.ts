@@ -14,6 +14,8 @@ export interface ApiRequest {
   method: string;
   /** Path without the stage prefix, e.g. /workspaces/ws1/plugins. */
   path: string;
+  /** Query string parameters (the last value of a repeated one). */
+  query?: Record<string, string | undefined>;
   /** Lower-cased header names. */
   headers: Record<string, string | undefined>;
   body: string | null;

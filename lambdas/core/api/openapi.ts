@@ -27,6 +27,13 @@ const errorResponse = (description: string, headers?: Json): Json => ({ descript
 
 const workspaceParam = { name: 'id', in: 'path', required: true, description: 'Workspace id (EC2 tag WorkspaceId)', schema: schema(WorkspaceIdParam) };
 const pluginParam = { name: 'name', in: 'path', required: true, description: 'Plugin name (plugin.yaml name)', schema: schema(PluginNameParam) };
+const versionQuery = {
+  name: 'version',
+  in: 'query',
+  required: false,
+  description: 'external workspace: the catalog version to download (default the highest); other workspaces: must equal the installed version (else 404)',
+  schema: { type: 'string', pattern: '^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$' },
+};
 const idempotencyKey = {
   name: 'Idempotency-Key',
   in: 'header',
@@ -104,11 +111,11 @@ const OPERATIONS: OperationDoc[] = [
     requestBody: { required: true, content: jsonContent('InstallRequest') },
     statuses: {
       202: executionAccepted,
-      400: errorResponse('bad input (InvalidInput: a bad workspace id, a body that is not JSON or not the InstallRequest shape, runtime other than the workspace\'s, an Idempotency-Key over 256 characters; SourceNotFound, InvalidManifest, HostileTarball)'),
+      400: errorResponse('bad input (InvalidInput: a bad workspace id, a body that is not JSON or not the InstallRequest shape, runtime other than the workspace\'s, an Idempotency-Key over 256 characters, a malformed source, a source not served here: a filesystem path on AWS or outside pluginctl serve --sources-dir; SourceNotFound: a local:// plugin or version the catalog lacks, a missing path; InvalidManifest, HostileTarball)'),
       404: errorResponse('unknown workspace (WorkspaceNotFound)'),
       409: errorResponse('the workspace is not running (WorkspaceNotRunning), or the plugin is busy (LockBusy)'),
       413: errorResponse('request body larger than 64 KiB (InvalidInput)'),
-      422: errorResponse('an external workspace (ExternalRuntime; hint: pull via download), a transport this deployment cannot reach (TransportUnavailable), an https/github source without sha256 (UnpinnedSource), or an Idempotency-Key reused with another body (IdempotencyKeyReused)'),
+      422: errorResponse('an external workspace (ExternalRuntime; hint: publish to the catalog, pull via download), a transport this deployment cannot reach (TransportUnavailable), an https/github source without sha256 (UnpinnedSource), or an Idempotency-Key reused with another body (IdempotencyKeyReused)'),
       503: 'Unavailable',
     },
   },
@@ -174,20 +181,21 @@ const OPERATIONS: OperationDoc[] = [
     path: '/workspaces/{id}/plugins/{name}/download',
     operationId: 'downloadPlugin',
     tag: 'plugins',
-    summary: 'Redirect to a short-lived URL of the installed, validated tarball',
+    summary: 'Redirect to a short-lived URL of a validated tarball: the installed version, or for an external workspace the catalog\'s (latest or ?version=)',
     description:
-      'Answers 302 with a presigned, short-lived URL (5 minutes) of the content-addressed tarball of the installed version; fetch it without credentials. ' +
-      'Read-only and idempotent (each call signs a new URL). Errors: bad id or name (400), unknown workspace or plugin not installed or its tarball gone (404), not running or mid-change (409), unreachable transport (422), host unreachable (503).',
-    parameters: [workspaceParam, pluginParam],
+      'Answers 302 with a presigned, short-lived URL (5 minutes) of a content-addressed tarball (named by its sha256); fetch it without credentials. ' +
+      'A workspace we install into gets its installed (and marked) version; `?version=` there must name it. An external workspace (its agent pulls plugins itself) gets the plugin catalog\'s version, the highest or `?version=`, validated like any source and stored content-addressed first. ' +
+      'Read-only and idempotent (each call signs a new URL). Errors: bad id, name or version, or no catalog configured (400), unknown workspace, plugin not installed, not the version asked for, its tarball gone, or a plugin or version the catalog lacks (404), not running or mid-change (409), a catalog tarball that does not validate or an unreachable transport (422), host unreachable (503).',
+    parameters: [workspaceParam, pluginParam, versionQuery],
     statuses: {
       302: {
-        description: 'redirect to the tarball (no body)',
+        description: 'redirect to the tarball, named by its sha256 (no body)',
         headers: { Location: header('presigned URL of the tarball', { type: 'string' }, true), 'Cache-Control': header('no-store: the URL expires', { type: 'string' }) },
       },
-      400: errorResponse('malformed workspace id or plugin name (InvalidInput)'),
-      404: errorResponse('unknown workspace (WorkspaceNotFound), or the plugin is not installed or its tarball is no longer stored (NotInstalled)'),
+      400: errorResponse('malformed workspace id, plugin name or version, or (external workspace) no plugin catalog configured (InvalidInput)'),
+      404: errorResponse('unknown workspace (WorkspaceNotFound); the plugin is not installed, not at the ?version= asked for, or its tarball is no longer stored (NotInstalled); for an external workspace, a plugin or version the catalog lacks (SourceNotFound, the hint lists the versions there)'),
       409: errorResponse('the workspace is not running (WorkspaceNotRunning), or the plugin is being changed: an operation holds its lock and live has no marker yet (LockBusy; retry when it finishes)'),
-      422: errorResponse('a transport this deployment cannot reach (TransportUnavailable)'),
+      422: errorResponse('the catalog\'s tarball does not validate (HostileTarball, InvalidManifest, RuntimeMismatch, ChecksumMismatch), or a transport this deployment cannot reach (TransportUnavailable)'),
       503: 'Unavailable',
     },
   },

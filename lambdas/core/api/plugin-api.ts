@@ -6,17 +6,17 @@
  */
 import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import { artifactKey } from '../artifacts/artifact-store.ts';
 import { PluginError } from '../errors.ts';
 import { executionName } from '../execution-name.ts';
 import { EXTERNAL_HINT } from '../runtimes.ts';
 import { pluginNameForExecution } from '../sources/name-hint.ts';
-import { assertSourcePinned } from '../sources/resolve-source.ts';
+import { probeSource } from '../sources/probe-source.ts';
 import { newStamp } from '../stamp.ts';
 import { listPlugins } from '../steps/list-plugins.ts';
 import type { StartedExecution } from '../workflow/workflow-engine.ts';
 import type { WorkflowName } from '../workflow/workflow-files.ts';
 import type { WorkspaceRecord } from '../workspaces/workspace-directory.ts';
+import { download } from './download-api.ts';
 import { bodyTooLarge, errorResponse, json, parse, type ApiDeps, type ApiRequest, type ApiResponse } from './api-http.ts';
 import { InstallBody, PluginNameParam, RolloutIdParam, WorkspaceIdParam } from './api-schemas.ts';
 import { getRollout, postRollout } from './rollout-api.ts';
@@ -140,8 +140,11 @@ async function install(deps: ApiDeps, req: ApiRequest, id: string): Promise<ApiR
   if (body.runtime && body.runtime !== workspace.runtime) {
     throw new PluginError('InvalidInput', `workspace ${id} runs ${workspace.runtime}, not ${body.runtime}`, 'drop runtime or pick the right workspace');
   }
-  assertSourcePinned(body.source, body.sha256);
-  const hint = await pluginNameForExecution(body.source);
+  // Every source that can be refused is refused now, before an execution exists: unpinned,
+  // malformed, not served here (a filesystem path), not there (e.g. not in the catalog).
+  const sources = { ...deps.steps.sources, artifacts: deps.steps.artifacts };
+  await probeSource(body.source, body.sha256, sources);
+  const hint = await pluginNameForExecution(body.source, sources.cwd);
   const { name, stamp } = nameFor(id, hint, req.headers['idempotency-key'], deps.steps.clock);
   const input = { workspace: id, source: body.source, sha256: body.sha256 ?? null, runtime: body.runtime ?? null, stamp };
   // A retried request (same Idempotency-Key) gets its first execution back, whatever happened since.
@@ -192,24 +195,6 @@ async function list(deps: ApiDeps, id: string): Promise<ApiResponse> {
   return json(200, { workspace: id, plugins, degraded: listing.degraded, ...(listing.reason ? { reason: listing.reason } : {}) });
 }
 
-async function download(deps: ApiDeps, id: string, plugin: string): Promise<ApiResponse> {
-  await workspaceFor(deps, id, false);
-  const listing = await listPlugins(deps.steps, id);
-  if (listing.degraded) throw new PluginError('HostUnreachable', `cannot reach the host of ${id}: ${listing.reason ?? ''}`, 'retry shortly');
-  const live = listing.plugins.find((p) => p.name === plugin);
-  // Between an install's swap and its marker, live is the new version, not yet vouched for: that
-  // is a plugin being changed (its lock held), not one that is absent.
-  const lock = listing.locks.find((l) => l.name === plugin);
-  if (!live?.sha256 && lock) throw new PluginError('LockBusy', `plugin ${plugin} on ${id} is being changed (operation ${lock.stamp}): no marked version to download yet`, 'retry when the running operation finishes');
-  if (!live?.sha256) throw new PluginError('NotInstalled', `plugin ${plugin} is not installed (and marked) on ${id}`, 'install it first');
-  const key = artifactKey(live.sha256);
-  if (!deps.steps.artifacts.presignGet || !(await deps.steps.artifacts.exists(key))) {
-    throw new PluginError('NotInstalled', `the tarball of ${plugin} ${live.version ?? ''} is no longer in the artifact store`, 'install it again to store it');
-  }
-  const url = await deps.steps.artifacts.presignGet(key, deps.downloadUrlSeconds ?? 300);
-  return { status: 302, headers: { location: url, 'cache-control': 'no-store' }, body: null };
-}
-
 async function execution(deps: ApiDeps, id: string): Promise<ApiResponse> {
   const summary = await deps.engine.describe(id);
   if (!summary) return json(404, { error: { code: 'NotFound', message: `no execution ${id}`, hint: 'use the statusUrl returned when the operation started' } });
@@ -221,7 +206,11 @@ const ROUTES: [string, RegExp, (deps: ApiDeps, req: ApiRequest, params: string[]
   ['GET', /^\/workspaces\/([^/]+)\/plugins$/, (d, _r, [id]) => list(d, parse(WorkspaceIdParam, id, 'workspace id'))],
   ['DELETE', /^\/workspaces\/([^/]+)\/plugins\/([^/]+)$/, (d, r, [id, name]) => pluginOperation(d, r, parse(WorkspaceIdParam, id, 'workspace id'), parse(PluginNameParam, name, 'plugin name'), 'uninstall')],
   ['POST', /^\/workspaces\/([^/]+)\/plugins\/([^/]+)\/rollback$/, (d, r, [id, name]) => pluginOperation(d, r, parse(WorkspaceIdParam, id, 'workspace id'), parse(PluginNameParam, name, 'plugin name'), 'rollback')],
-  ['GET', /^\/workspaces\/([^/]+)\/plugins\/([^/]+)\/download$/, (d, _r, [id, name]) => download(d, parse(WorkspaceIdParam, id, 'workspace id'), parse(PluginNameParam, name, 'plugin name'))],
+  ['GET', /^\/workspaces\/([^/]+)\/plugins\/([^/]+)\/download$/, async (d, r, [id, name]) => {
+    const workspace = parse(WorkspaceIdParam, id, 'workspace id');
+    const plugin = parse(PluginNameParam, name, 'plugin name');
+    return download(d, await workspaceFor(d, workspace, false), plugin, r.query);
+  }],
   ['GET', /^\/executions\/([^/]+)$/, (d, _r, [id]) => execution(d, id!)],
   ['POST', /^\/rollouts$/, (d, r) => postRollout(d, r)],
   ['GET', /^\/rollouts\/([^/]+)$/, (d, _r, [id]) => getRollout(d, parse(RolloutIdParam, id, 'rollout id'))],

@@ -1,8 +1,13 @@
 /**
  * Turns an install `source` into a byte stream of a `.tar.gz`. Nothing is buffered whole.
  *
- * - a local path (a tarball, or a plugin directory packed deterministically) and
- *   `local://name[@version]` from the catalog directory: always available;
+ * - `local://name[@version]`: a version from the plugin catalog (`SourceOptions.catalog`: a
+ *   directory locally, `catalog/<name>/<version>.tar.gz` in the artifact bucket on AWS; latest =
+ *   the highest version);
+ * - a filesystem path (a tarball, or a plugin directory packed deterministically), also as
+ *   `file://`: only where `SourceOptions.localPaths` allows it (the CLI: anywhere;
+ *   `pluginctl serve`: under its `--sources-dir`; the AWS deployment: never). Refused with
+ *   InvalidInput ("not served here") otherwise;
  * - `s3://bucket/key`: GetObject through `SourceOptions.s3` (absent in embedded mode: refused);
  * - `https://…`: streamed with `SourceOptions.fetch` (absent in embedded mode: refused). Needs a
  *   pinned sha256 (checked by Prepare, see `assertSourcePinned`). Redirects are followed by hand
@@ -16,18 +21,19 @@
  *   start, however the original source changes meanwhile.
  *
  * Errors: absent → SourceNotFound; throttling, 5xx, network failures (also mid-stream) →
- * HostUnreachable (Prepare retries it); malformed or disallowed → InvalidInput.
+ * HostUnreachable (Prepare retries it); malformed → InvalidInput; a filesystem path this
+ * deployment does not serve → InvalidInput (400), naming why.
  */
 import { createReadStream } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import { isAbsolute, join, resolve } from 'node:path';
+import { realpath, stat } from 'node:fs/promises';
+import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { awsErrorName, awsStatus, describeAwsError, isTransientAwsError } from '../aws-errors.ts';
 import { PluginError } from '../errors.ts';
-import { PLUGIN_NAME, VERSION } from '../names.ts';
 import { artifactKey, type ArtifactStore } from '../artifacts/artifact-store.ts';
+import { chooseVersion, type PluginCatalog } from '../catalog/plugin-catalog.ts';
 import { packDirectory } from '../tarball/pack-directory.ts';
 
 export interface ResolvedSource {
@@ -37,8 +43,14 @@ export interface ResolvedSource {
 }
 
 export interface SourceOptions {
-  /** Directory of `<name>/<version>/` plugin trees or `<name>/<version>.tar.gz` files. */
-  catalogDir?: string;
+  /** Where `local://name[@version]` resolves (absent: such sources are not found). */
+  catalog?: PluginCatalog;
+  /**
+   * Which filesystem paths may be sources: `any` (the CLI, run by the person whose files they
+   * are), `{ under }` (a directory an operator named: `pluginctl serve --sources-dir`), absent:
+   * none (the api Lambda and Prepare on AWS have no filesystem of the caller's to read).
+   */
+  localPaths?: 'any' | { under: string };
   /** Relative paths resolve against this (the CLI's working directory). */
   cwd?: string;
   /** Enables `s3://bucket/key` sources (the AWS composition root passes its client). */
@@ -67,10 +79,7 @@ export function artifactSource(sha256: string): string {
 
 const LOCAL_REF = /^local:\/\/([^@/]+)(?:@([^@/]+))?$/;
 
-/** Numeric-aware version order, so 1.10.0 sorts after 1.9.0. */
-export function compareVersions(a: string, b: string): number {
-  return a.localeCompare(b, 'en', { numeric: true });
-}
+export { compareVersions } from '../catalog/plugin-catalog.ts';
 
 async function openPath(path: string, description: string): Promise<ResolvedSource> {
   let st;
@@ -84,26 +93,39 @@ async function openPath(path: string, description: string): Promise<ResolvedSour
   throw new PluginError('InvalidInput', `source ${description} is neither a file nor a directory`, 'give a plugin directory or a .tar.gz file');
 }
 
-async function resolveCatalog(name: string, version: string | undefined, catalogDir: string | undefined): Promise<ResolvedSource> {
-  if (!PLUGIN_NAME.test(name) || (version !== undefined && !VERSION.test(version))) {
-    throw new PluginError('InvalidInput', `invalid catalog reference local://${name}${version ? '@' + version : ''}`, 'use local://<plugin-name>[@<version>]');
+async function resolveCatalog(name: string, version: string | undefined, catalog: PluginCatalog | undefined): Promise<ResolvedSource> {
+  if (!catalog) throw new PluginError('SourceNotFound', 'no plugin catalog is configured', 'set PLUGINCTL_CATALOG to a catalog directory');
+  const chosen = await chooseVersion(catalog, name, version);
+  return { stream: await catalog.open(name, chosen), description: `local://${name}@${chosen}` };
+}
+
+const PATHS_HINT = 'use local://name[@version] (the catalog), s3://, https:// or github:// sources';
+
+/**
+ * The absolute path a filesystem source names, if this deployment serves it. Symbolic links are
+ * resolved first, so a link inside the allowed directory that leads out of it is refused.
+ */
+async function allowedPath(source: string, path: string, options: SourceOptions): Promise<string> {
+  const policy = options.localPaths;
+  if (!policy) {
+    throw new PluginError('InvalidInput', `filesystem path sources are not served here: ${JSON.stringify(source.slice(0, 200))}`, PATHS_HINT);
   }
-  if (!catalogDir) throw new PluginError('SourceNotFound', 'no plugin catalog is configured', 'set PLUGINCTL_CATALOG to a catalog directory');
-  const dir = join(catalogDir, name);
-  let entries: string[];
+  const base = policy === 'any' ? (options.cwd ?? process.cwd()) : policy.under;
+  const absolute = isAbsolute(path) ? path : resolve(base, path);
+  if (policy === 'any') return absolute;
+  const root = await realpath(policy.under).catch(() => resolve(policy.under));
+  let real: string;
   try {
-    entries = await readdir(dir);
+    real = await realpath(absolute);
   } catch {
-    throw new PluginError('SourceNotFound', `plugin ${name} is not in the catalog (${catalogDir})`, 'list the catalog directory for available plugins');
+    // Missing: judged by its name, so a path outside is refused, not reported as absent.
+    real = absolute;
   }
-  const versions = entries.map((e) => e.replace(/\.tar\.gz$/, '')).filter((v) => VERSION.test(v)).sort(compareVersions);
-  const chosen = version ?? versions.at(-1);
-  if (!chosen || !versions.includes(chosen)) {
-    throw new PluginError('SourceNotFound', `version ${version ?? '(latest)'} of ${name} is not in the catalog`, `available: ${versions.join(', ') || 'none'}`);
+  const rel = relative(root, real);
+  if (rel === '' || rel.startsWith('..') || isAbsolute(rel) || rel.split(sep).includes('..')) {
+    throw new PluginError('InvalidInput', `source ${JSON.stringify(source.slice(0, 200))} is outside the sources directory`, `put the plugin under ${policy.under} (pluginctl serve --sources-dir), or ${PATHS_HINT}`);
   }
-  const description = `local://${name}@${chosen}`;
-  const tarball = join(dir, `${chosen}.tar.gz`);
-  return entries.includes(`${chosen}.tar.gz`) ? openPath(tarball, description) : openPath(join(dir, chosen), description);
+  return real;
 }
 
 export async function resolveSource(source: string, options: SourceOptions = {}): Promise<ResolvedSource> {
@@ -111,7 +133,7 @@ export async function resolveSource(source: string, options: SourceOptions = {})
     throw new PluginError('InvalidInput', 'source must be a non-empty path or URL on one line', 'give a path, local://name[@version], s3://bucket/key or https://…');
   }
   const local = LOCAL_REF.exec(source);
-  if (local) return resolveCatalog(local[1]!, local[2], options.catalogDir);
+  if (local) return resolveCatalog(local[1]!, local[2], options.catalog);
   const stored = ARTIFACT_REF.exec(source);
   if (stored && options.artifacts) return { stream: await options.artifacts.open(artifactKey(stored[1]!)), description: source };
   const scheme = schemeOf(source);
@@ -121,10 +143,18 @@ export async function resolveSource(source: string, options: SourceOptions = {})
     return resolveHttp(url, scheme === 'github' ? source : safeDescription(url), options.fetch, options.allowHttpHosts ?? []);
   }
   if (scheme && scheme !== 'file') {
-    throw new PluginError('InvalidInput', `source scheme ${scheme}:// is not available in embedded mode`, 'use a local path or local://name[@version]; s3:// and https:// sources need the AWS deployment');
+    throw new PluginError('InvalidInput', `source scheme ${scheme}:// is not available here`, 'use local://name[@version]; s3://, https:// and github:// sources need the AWS deployment; plain paths need the CLI (or pluginctl serve --sources-dir)');
   }
-  const path = scheme === 'file' ? new URL(source).pathname : source;
-  return openPath(isAbsolute(path) ? path : resolve(options.cwd ?? process.cwd(), path), source);
+  const path = scheme === 'file' ? fileUrlPath(source) : source;
+  return openPath(await allowedPath(source, path, options), source);
+}
+
+function fileUrlPath(source: string): string {
+  try {
+    return decodeURIComponent(new URL(source).pathname);
+  } catch {
+    throw new PluginError('InvalidInput', `invalid file URL ${JSON.stringify(source.slice(0, 200))}`, 'use file:///absolute/path');
+  }
 }
 
 function schemeOf(source: string): string | undefined {

@@ -19,7 +19,7 @@ export interface StoredSource {
 }
 
 export async function storeValidatedSource(
-  deps: StepDeps,
+  deps: Pick<StepDeps, 'sources' | 'artifacts' | 'limits'>,
   source: string,
   sha256: string | null | undefined,
   check: (manifest: Manifest) => void = () => undefined,

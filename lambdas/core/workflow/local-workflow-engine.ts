@@ -88,6 +88,11 @@ export class LocalWorkflowEngine implements WorkflowEngine {
     return entry ? structuredClone(entry.summary) : undefined;
   }
 
+  /** The ids of every execution this engine started (ListExecutions, for this process). */
+  ids(): string[] {
+    return [...this.#executions.keys()];
+  }
+
   /**
    * Resolves when every execution started so far has ended (tests, graceful shutdown), the
    * executions a rollout continued as included: they register while their predecessor runs.
