@@ -135,7 +135,8 @@ describe('exit codes', () => {
     const r = await pluginctl(['install', 'local://hello-skills', '--workspace', 'ext', '--runtime', 'external', '--json'], { PLUGINCTL_HOME: freshHome() });
     expect(r.code).toBe(2);
     expect(r.json).toMatchObject({ status: 'refused', error: { code: 'ExternalRuntime' } });
-    expect((r.json!.error as { hint: string }).hint).toContain('GET /workspaces/:id/plugins/:name/download');
+    expect((r.json!.error as { hint: string }).hint).toContain('pluginctl publish');
+    expect((r.json!.error as { hint: string }).hint).toContain('GET /workspaces/{id}/plugins/{name}/download');
   });
 
   it('2: a pinned sha256 that does not match', async () => {

@@ -96,7 +96,8 @@ describe('pluginctl serve under a burst', () => {
     expect(first).toMatchObject({ status: 202, replayed: null });
     expect(second).toMatchObject({ status: 202, replayed: null });
     expect(second.json.installId).not.toBe(first.json.installId);
-    expect(await waitForExecution(world, second.json.installId, Date.now() + DRAIN_MS)).toMatchObject({ status: 'SUCCEEDED' });
+    const drainBy = Date.now() + DRAIN_MS;
+    expect(await waitForExecution(world, second.json.installId, drainBy)).toMatchObject({ status: 'SUCCEEDED' });
   }, 600_000);
 
   it('keeps an idle keep-alive connection open past a client\'s idle gap: the next request on it is answered', async () => {
@@ -137,7 +138,8 @@ describe('pluginctl serve under a burst', () => {
         body: { error: { code: 'LockBusy', message: expect.stringContaining('being changed'), hint: 'retry when the running operation finishes' } },
       });
       gate.open();
-      expect(await waitForExecution(world, ((await started.json()) as { installId: string }).installId, Date.now() + DRAIN_MS)).toMatchObject({ status: 'SUCCEEDED' });
+      const drainBy = Date.now() + DRAIN_MS;
+      expect(await waitForExecution(world, ((await started.json()) as { installId: string }).installId, drainBy)).toMatchObject({ status: 'SUCCEEDED' });
     } finally {
       gate.open();
       server.deps.hosts = hosts;

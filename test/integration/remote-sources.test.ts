@@ -121,7 +121,8 @@ describe('s3:// sources', () => {
     expect(parseS3Source('s3://my.bucket-1/a/b c+d.tar.gz')).toEqual({ bucket: 'my.bucket-1', key: 'a/b c+d.tar.gz' });
     const e = await failure(resolveSource(`s3://${s3.bucket}/x.tar.gz`));
     expect(e.code).toBe('InvalidInput');
-    expect(e.message).toContain('embedded mode');
+    expect(e.message).toContain('s3:// is not available here');
+    expect(e.hint).toContain('need the AWS deployment');
   });
 
   it('SlowDown is HostUnreachable (retried by the workflow)', async () => {
@@ -165,7 +166,8 @@ describe('http(s):// sources', () => {
   it('without a fetch (embedded mode) https:// and github:// keep the embedded refusal', async () => {
     for (const s of ['https://example.com/p.tar.gz', 'github://o/r#v1', `${web.base}/plugin.tar.gz`]) {
       const e = await failure(resolveSource(s));
-      expect(e.message, s).toContain('embedded mode');
+      expect(e.message, s).toContain('is not available here');
+      expect(e.hint, s).toContain('need the AWS deployment');
     }
   });
 
