@@ -29,6 +29,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { awsErrorName, awsStatus, describeAwsError, isTransientAwsError } from '../aws-errors.ts';
 import { PluginError } from '../errors.ts';
 import { digestStream } from './digest-stream.ts';
+import { s3BodyStream } from './s3-body-stream.ts';
 import { artifactKey, type ArtifactStore, type PendingUpload } from './artifact-store.ts';
 
 const KEY = /^artifacts\/sha256\/[0-9a-f]{64}\.tar\.gz$/;
@@ -169,10 +170,8 @@ export class S3ArtifactStore implements ArtifactStore {
       if (isNotFound(err)) throw new PluginError('SourceNotFound', `artifact ${key} is not in bucket ${this.bucket}`, 'run the install again so Prepare stores it', { cause: err });
       throw this.failure(err, `read of ${key}`);
     }
-    if (body instanceof Readable) return body;
-    // Not Node's http handler (e.g. a fetch-based one): a web stream.
-    const web = body as { transformToWebStream?: () => ReadableStream<Uint8Array> } | undefined;
-    if (web?.transformToWebStream) return Readable.fromWeb(web.transformToWebStream() as import('node:stream/web').ReadableStream<Uint8Array>);
+    const stream = s3BodyStream(body);
+    if (stream) return stream;
     throw new Error(`S3 returned no body for ${key}`);
   }
 

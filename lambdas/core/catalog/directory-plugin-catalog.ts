@@ -12,8 +12,7 @@ import type { Readable } from 'node:stream';
 import { PluginError } from '../errors.ts';
 import { VERSION } from '../names.ts';
 import { packDirectory } from '../tarball/pack-directory.ts';
-import { sha256Of } from './stream-sha256.ts';
-import { assertCatalogReference, compareVersions, versionExists, type CatalogTarball, type PluginCatalog, type PublishOutcome } from './plugin-catalog.ts';
+import { assertCatalogReference, compareVersions, republished, type CatalogTarball, type PluginCatalog, type PublishOutcome } from './plugin-catalog.ts';
 
 export class DirectoryPluginCatalog implements PluginCatalog {
   readonly location: string;
@@ -51,14 +50,14 @@ export class DirectoryPluginCatalog implements PluginCatalog {
     assertCatalogReference(name, version);
     const dir = join(this.dir, name);
     const dest = join(dir, `${version}.tar.gz`);
-    if ((await this.versions(name)).includes(version)) return this.compare(name, version, tarball.sha256);
+    if ((await this.versions(name)).includes(version)) return republished(this, name, version, tarball.sha256);
     await mkdir(dir, { recursive: true });
     const tmp = join(dir, `.${version}.${randomUUID()}.part`);
     try {
       await copyFile(tarball.path, tmp);
       await link(tmp, dest);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return this.compare(name, version, tarball.sha256);
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return republished(this, name, version, tarball.sha256);
       throw err;
     } finally {
       await rm(tmp, { force: true });
@@ -66,11 +65,6 @@ export class DirectoryPluginCatalog implements PluginCatalog {
     return 'created';
   }
 
-  private async compare(name: string, version: string, sha256: string): Promise<PublishOutcome> {
-    const existing = await sha256Of(await this.open(name, version));
-    if (existing === sha256) return 'unchanged';
-    throw versionExists(name, version, this.dir, existing, sha256);
-  }
 }
 
 async function isKind(path: string, kind: 'file' | 'directory'): Promise<boolean> {

@@ -8,6 +8,7 @@
 import type { Readable } from 'node:stream';
 import { PluginError } from '../errors.ts';
 import { PLUGIN_NAME, VERSION } from '../names.ts';
+import { sha256Of } from './stream-sha256.ts';
 
 /** The stored tarball a publish puts into the catalog (already validated, see publish-plugin.ts). */
 export interface CatalogTarball {
@@ -63,11 +64,16 @@ export async function chooseVersion(catalog: PluginCatalog, name: string, versio
   return chosen;
 }
 
-/** Refusal of a publish that would replace a version with other bytes. */
-export function versionExists(name: string, version: string, where: string, existing: string, offered: string): PluginError {
-  return new PluginError(
+/**
+ * A publish that found the version already there: `unchanged` when the stored bytes are the ones
+ * offered, else refused (published versions never change), naming both digests.
+ */
+export async function republished(catalog: PluginCatalog, name: string, version: string, offered: string): Promise<PublishOutcome> {
+  const existing = await sha256Of(await catalog.open(name, version));
+  if (existing === offered) return 'unchanged';
+  throw new PluginError(
     'InvalidInput',
-    `${name} ${version} is already in the catalog (${where}) with other bytes (sha256 ${existing}, not ${offered})`,
+    `${name} ${version} is already in the catalog (${catalog.location}) with other bytes (sha256 ${existing}, not ${offered})`,
     'published versions never change: bump the version in plugin.yaml and publish again',
   );
 }

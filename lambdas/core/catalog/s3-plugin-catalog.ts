@@ -6,14 +6,13 @@
  * Throttling, 5xx and network failures surface as HostUnreachable (Prepare retries it).
  */
 import { readFile } from 'node:fs/promises';
-import { Readable } from 'node:stream';
-import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import type { Readable } from 'node:stream';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { awsErrorName, awsStatus, describeAwsError, isTransientAwsError } from '../aws-errors.ts';
 import { PluginError } from '../errors.ts';
 import { VERSION } from '../names.ts';
-import { sha256Of } from './stream-sha256.ts';
-import { assertCatalogReference, catalogKey, compareVersions, versionExists, type CatalogTarball, type PluginCatalog, type PublishOutcome } from './plugin-catalog.ts';
+import { s3BodyStream } from '../artifacts/s3-body-stream.ts';
+import { assertCatalogReference, catalogKey, compareVersions, republished, type CatalogTarball, type PluginCatalog, type PublishOutcome } from './plugin-catalog.ts';
 
 export interface S3PluginCatalogOptions {
   client: S3Client;
@@ -76,9 +75,8 @@ export class S3PluginCatalog implements PluginCatalog {
       }
       throw this.failure(err, `read of ${key}`);
     }
-    if (body instanceof Readable) return body;
-    const web = body as { transformToWebStream?: () => unknown } | undefined;
-    if (web?.transformToWebStream) return Readable.fromWeb(web.transformToWebStream() as NodeReadableStream<Uint8Array>);
+    const stream = s3BodyStream(body);
+    if (stream) return stream;
     throw new Error(`S3 returned no body for ${key}`);
   }
 
@@ -94,8 +92,6 @@ export class S3PluginCatalog implements PluginCatalog {
     } catch (err) {
       if (awsErrorName(err) !== 'PreconditionFailed' && awsStatus(err) !== 412) throw this.failure(err, `put of ${key}`);
     }
-    const existing = await sha256Of(await this.open(name, version));
-    if (existing === tarball.sha256) return 'unchanged';
-    throw versionExists(name, version, this.location, existing, tarball.sha256);
+    return republished(this, name, version, tarball.sha256);
   }
 }

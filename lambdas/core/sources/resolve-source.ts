@@ -31,6 +31,7 @@ import { PassThrough, Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { awsErrorName, awsStatus, describeAwsError, isTransientAwsError } from '../aws-errors.ts';
+import { s3BodyStream } from '../artifacts/s3-body-stream.ts';
 import { PluginError } from '../errors.ts';
 import { artifactKey, type ArtifactStore } from '../artifacts/artifact-store.ts';
 import { chooseVersion, type PluginCatalog } from '../catalog/plugin-catalog.ts';
@@ -206,13 +207,8 @@ async function resolveS3(source: string, client: S3Client): Promise<ResolvedSour
     }
     throw err;
   }
-  let stream: Readable;
-  if (body instanceof Readable) stream = body;
-  else {
-    const web = body as { transformToWebStream?: () => unknown } | undefined;
-    if (!web?.transformToWebStream) throw new PluginError('SourceNotFound', `source ${source} has no body`, 'check the object');
-    stream = Readable.fromWeb(web.transformToWebStream() as NodeReadableStream<Uint8Array>);
-  }
+  const stream = s3BodyStream(body);
+  if (!stream) throw new PluginError('SourceNotFound', `source ${source} has no body`, 'check the object');
   return { stream: transientOnError(stream, `source ${source}`), description: source };
 }
 
