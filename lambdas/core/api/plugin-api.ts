@@ -96,6 +96,14 @@ type Rename = () => { name: string; input: Record<string, unknown> };
  */
 const FRESH_NAME_ATTEMPTS = 10;
 
+/** Draws another stamp for the same request: its name and its input differ only in it. */
+function renamer(deps: ApiDeps, workspace: string, plugin: string, input: Record<string, unknown>): Rename {
+  return () => {
+    const fresh = nameFor(workspace, plugin, undefined, deps.steps.clock);
+    return { name: fresh.name, input: { ...input, stamp: fresh.stamp } };
+  };
+}
+
 async function start(deps: ApiDeps, workflow: WorkflowName, name: string, input: Record<string, unknown>, req: ApiRequest, rename: Rename): Promise<ApiResponse> {
   let started = await deps.engine.start(workflow, name, input);
   const key = req.headers['idempotency-key'];
@@ -157,10 +165,7 @@ async function install(deps: ApiDeps, req: ApiRequest, id: string): Promise<ApiR
     const lock = listing.locks.find((l) => l.name === hint);
     if (lock) throw new PluginError('LockBusy', `plugin ${hint} on ${id} is busy (operation ${lock.stamp})`, 'retry when it finishes');
   }
-  return start(deps, 'install', name, input, req, () => {
-    const fresh = nameFor(id, hint, undefined, deps.steps.clock);
-    return { name: fresh.name, input: { ...input, stamp: fresh.stamp } };
-  });
+  return start(deps, 'install', name, input, req, renamer(deps, id, hint, input));
 }
 
 async function pluginOperation(deps: ApiDeps, req: ApiRequest, id: string, plugin: string, workflow: 'uninstall' | 'rollback'): Promise<ApiResponse> {
@@ -178,10 +183,7 @@ async function pluginOperation(deps: ApiDeps, req: ApiRequest, id: string, plugi
   if (workflow === 'rollback' && !listing.snapshots.some((s) => s.name === plugin)) {
     throw new PluginError('NothingToRestore', `plugin ${plugin} on ${id} has no snapshot to roll back to`, 'install the version you want instead');
   }
-  return start(deps, workflow, name, input, req, () => {
-    const fresh = nameFor(id, plugin, undefined, deps.steps.clock);
-    return { name: fresh.name, input: { ...input, stamp: fresh.stamp } };
-  });
+  return start(deps, workflow, name, input, req, renamer(deps, id, plugin, input));
 }
 
 async function list(deps: ApiDeps, id: string): Promise<ApiResponse> {
